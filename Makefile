@@ -1,0 +1,49 @@
+# cookie: the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(abspath $(VENV))/bin/python
+CONFIG ?= conf/helsinki.yaml
+
+# Spark 4.0 needs Java 17 or 21: pick one explicitly rather than trusting the default java.
+JAVA_HOME ?= $(firstword $(wildcard /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-arm64 /usr/lib/jvm/java-21-openjdk-amd64 /usr/lib/jvm/temurin-17-jdk-amd64 /usr/lib/jvm/temurin-21-jdk-amd64))
+export JAVA_HOME
+export PYSPARK_PYTHON := $(PY)
+export PYSPARK_DRIVER_PYTHON := $(PY)
+export COOKIE_IVY_DIR := $(abspath .ivy2)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
+
+.PHONY: setup demo test features submit bench-model clean-warehouse
+
+setup: $(VENV)/.installed .ivy2/cookie-packages.txt
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+# Resolve the Sedona, geotools-wrapper and Delta jars from Maven Central once; later runs reuse them.
+.ivy2/cookie-packages.txt: $(VENV)/.installed cookie/spark.py
+	$(PY) -m cookie.spark --warm
+
+features: setup
+	$(PY) jobs/build_features.py --config $(CONFIG)
+
+# The same job through spark-submit (jars passed on the command line, as on a cluster).
+submit: setup
+	$(abspath $(VENV))/bin/spark-submit --master "local[*]" --driver-memory 4g \
+	  --packages $$($(PY) -m cookie.spark --packages) --conf spark.jars.ivy=$(COOKIE_IVY_DIR) \
+	  jobs/build_features.py --config $(CONFIG)
+
+demo: setup
+	$(PY) jobs/build_features.py --config conf/helsinki.yaml
+
+test: setup
+	$(PY) -m pytest tests
+
+bench-model: setup
+	$(PY) benchmarks/bench_model.py
+
+clean-warehouse:
+	rm -rf warehouse

@@ -1,0 +1,1 @@
+"""CooKIE region representation learning."""

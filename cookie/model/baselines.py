@@ -1,0 +1,105 @@
+"""Cheap baselines that keep everyone honest (docs/method.md section 3, "Other baselines").
+
+- ``raw``: every view z-scored and concatenated (one block per view);
+- ``raw_pca``: the same, projected by PCA to CooKIE's embedding width (M + M(M-1)/2) * d;
+- ``single_view``: one view z-scored alone.
+They have no trainable weights and no stages: :meth:`prefit` fits their statistics, stored as
+buffers so that save/load works like for the learned models. (The ablations ``intra_only`` and
+``pair_only`` are CooKIE with a stage switched off, in :mod:`cookie.model.cookie`.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from cookie.model.base import Masks, RegionModule, Views
+from cookie.model.config import ModelConfig
+
+
+class ViewStandardizer(nn.Module):
+    """Column mean/std of one view over its present rows, as buffers; zero variance -> std 1."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, x: Tensor, mask: Tensor | None) -> None:
+        rows = x if mask is None else x[mask]
+        if rows.shape[0] == 0:
+            return
+        mean = rows.mean(0)
+        std = rows.std(0, unbiased=False)
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        z = (x - self.mean) / self.std
+        if mask is not None:
+            z = torch.where(mask[:, None], z, torch.zeros((), dtype=z.dtype, device=z.device))
+        return z
+
+
+class RawModule(RegionModule):
+    """Z-scored views concatenated: blocks ``raw_<view>``."""
+
+    def __init__(self, view_dims: Mapping[str, int], config: ModelConfig) -> None:
+        super().__init__(view_dims, config)
+        self.standardizers = nn.ModuleList(ViewStandardizer(view_dims[v]) for v in self.view_names)
+
+    def prefit(self, views: Views, masks: Masks) -> None:
+        for st, v in zip(self.standardizers, self.view_names):
+            st.fit(views[v], masks.get(v))
+
+    def block_specs(self) -> list[tuple[str, int]]:
+        return [(f"raw_{v}", self.view_dims[v]) for v in self.view_names]
+
+    def standardized(self, views: Views, masks: Masks) -> list[Tensor]:
+        return [st(views[v], masks.get(v)) for st, v in zip(self.standardizers, self.view_names)]
+
+    def embed_blocks(self, views: Views, masks: Masks) -> list[Tensor]:
+        return self.standardized(views, masks)
+
+
+class RawPCAModule(RawModule):
+    """Z-scored concatenation projected by PCA to CooKIE's embedding width (block ``pca``).
+
+    Width k = min((M + M(M-1)/2) * d, total features); with fewer regions than k the trailing
+    components are zeros, so the width never depends on N.
+    """
+
+    def __init__(self, view_dims: Mapping[str, int], config: ModelConfig) -> None:
+        super().__init__(view_dims, config)
+        m = len(self.view_names)
+        total = sum(view_dims.values())
+        self.width = min((m + m * (m - 1) // 2) * config.embed_dim, total)
+        self.register_buffer("pca_mean", torch.zeros(total))
+        self.register_buffer("components", torch.zeros(self.width, total))
+
+    def prefit(self, views: Views, masks: Masks) -> None:
+        super().prefit(views, masks)
+        z = torch.cat(self.standardized(views, masks), dim=1).double()
+        mean = z.mean(0)
+        _, _, vh = torch.linalg.svd(z - mean, full_matrices=False)
+        # deterministic signs: the largest-magnitude loading of every component is positive
+        sign = torch.sign(vh[torch.arange(vh.shape[0]), vh.abs().argmax(1)])
+        sign[sign == 0] = 1
+        vh = vh * sign[:, None]
+        k = min(self.width, vh.shape[0])
+        self.pca_mean.copy_(mean.float())
+        self.components.zero_()
+        self.components[:k].copy_(vh[:k].float())
+
+    def block_specs(self) -> list[tuple[str, int]]:
+        return [("pca", self.width)]
+
+    def embed_blocks(self, views: Views, masks: Masks) -> list[Tensor]:
+        z = torch.cat(self.standardized(views, masks), dim=1)
+        return [(z - self.pca_mean) @ self.components.T]
+
+
+class SingleViewModule(RawModule):
+    """One view z-scored (``config.single_view``); built with only that view's dimension."""

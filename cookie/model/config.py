@@ -1,0 +1,56 @@
+"""Configuration of the region models (the ``model:`` section of the project's YAML config).
+
+Self-contained on purpose: the project config embeds :class:`ModelConfig` as it is, and a saved
+model file stores ``ModelConfig.model_dump()`` so that it can be rebuilt without the rest of the
+project configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Method = Literal["cookie", "gfactorcl", "intra_only", "pair_only", "raw", "raw_pca", "single_view"]
+Augmentation = Literal["noise", "mask", "mixup", "identity"]
+
+#: Methods that learn weights with contrastive objectives (the others only fit statistics).
+LEARNED_METHODS: frozenset[str] = frozenset({"cookie", "gfactorcl", "intra_only", "pair_only"})
+
+
+class ModelConfig(BaseModel):
+    """Hyper-parameters of one region model; defaults follow docs/method.md sections 2-3."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = "cookie"
+    embed_dim: int = Field(64, ge=1, description="d, width of every encoder output and head block")
+    hidden_dim: int = Field(256, ge=1, description="hidden width of the per-view MLP encoders")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    tau: float = Field(0.1, gt=0.0, description="InfoNCE temperature")
+    lambda_intra: float = Field(1.0, ge=0.0, description="weight of the intra-view terms kept in stage 2")
+    use_club: bool = Field(False, description="add the CLUB-style removal terms (and their critics)")
+    beta_club: float = Field(0.1, ge=0.0, description="weight of the CLUB removal terms")
+    augmentations: list[Augmentation] = Field(default_factory=lambda: ["noise", "mask"])
+    augment_mode: Literal["compose", "choose"] = Field(
+        "compose",
+        description="(ours) 'compose' applies every listed augmentation in order; "
+        "'choose' picks one of them per row",
+    )
+    noise_sigma: float = Field(0.1, ge=0.0)
+    mask_prob: float = Field(0.2, ge=0.0, lt=1.0)
+    epochs_intra: int = Field(300, ge=0, description="stage-1 epochs (GFactorCL: joint epochs = intra + pair)")
+    epochs_pair: int = Field(300, ge=0, description="stage-2 epochs")
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int | None = Field(None, ge=2, description="rows per step; None = full batch")
+    seed: int = 0
+    single_view: str | None = Field(None, description="the view kept by method='single_view'")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.method == "single_view" and not self.single_view:
+            raise ValueError("method='single_view' needs single_view=<view name>")
+        if not self.augmentations:
+            raise ValueError("augmentations must not be empty (use ['identity'] for none)")
+        return self
