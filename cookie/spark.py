@@ -9,6 +9,7 @@ in and Sedona comes from cluster libraries.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def build_session(settings: SparkSettings | None = None) -> SparkSession:
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.adaptive.enabled", "true")
+            # Delta replays its log with 50 partitions by default: seconds per table read on a laptop.
+            .config("spark.databricks.delta.snapshotPartitions", str(s.shuffle_partitions))
+            .config("spark.sql.adaptive.coalescePartitions.initialPartitionNum", str(s.shuffle_partitions))
         )
         for key, value in s.extra_conf:
             builder = builder.config(key, value)
@@ -105,6 +109,9 @@ def build_session(settings: SparkSettings | None = None) -> SparkSession:
         if not under_spark_submit():
             ivy = s.ivy_dir or default_ivy_dir()
             builder = builder.master(s.master or "local[*]").config("spark.driver.memory", s.driver_memory)
+            # Python workers (RDD code) must use this interpreter, not the system one; pyspark reads
+            # the variable when the context starts.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             jars = cached_jars(ivy)
             if jars:
                 builder = builder.config("spark.jars", ",".join(jars))

@@ -538,62 +538,28 @@ def _kl_rows(out, target):  # type: ignore[no-untyped-def]
     return F.kl_div(out.log(), target, reduction="none").sum(dim=-1)
 
 
-def landuse_mlp(
-    X: ArrayLike,
-    Y: ArrayLike,
-    seeds: Iterable[int] = range(1, 11),
-    epochs: Sequence[int] = (100, 150),
-    test_size: float = 0.2,
-    val_size: float = 0.2,
-    hidden: int = 512,
-    lr: float = 0.01,
-    step_size: int = 10,
-    gamma: float = 0.8,
-    batch_size: int = 64,
-    continue_training: bool = True,
-    device: str = "cpu",
-) -> ProtocolResult:
-    """RegionDCL's land-use protocol: predict class shares ``Y`` (N, k) from ``X``.
-
-    Per seed ``s`` (RegionDCL: 1..10):
-
-    * ``train_test_split(rows, test_size=0.2, random_state=s)`` gives the test rows, and
-      ``train_test_split(train_rows, test_size=val_size, random_state=s)`` the validation rows. This is
-      RegionDCL's code for its "0.6,0.2,0.2" split: the validation part is 20 % *of the non-test rows*,
-      so the split is really 64/16/20; pass ``val_size=0.25`` for an exact 60/20/20.
-    * MLP ``Linear(d, hidden) - Sigmoid - Linear(hidden, k) - Softmax``, loss ``KLDivLoss(batchmean)``
-      of ``log(output)`` against the shares, ``Adam(lr=0.01)``, ``StepLR(step_size=10, gamma=0.8)``
-      stepped each epoch, shuffled mini-batches of 64.
-    * For each epoch budget in ``epochs`` (100, then 150) one run is recorded: the test L1 / KL / cosine
-      at the epoch with the lowest validation KL within that budget (strict improvement; the first such
-      epoch wins). The test rows never influence training or the choice of epoch.
-    * ``continue_training=True`` reproduces RegionDCL's code, where the 150-epoch run *continues* the
-      same model, optimiser and scheduler after the 100-epoch run (best-epoch tracking restarts);
-      ``False`` trains a fresh model (same seed) for each budget.
-
-    Result: mean +- std over all ``len(seeds) * len(epochs)`` runs, as RegionDCL averages them.
-    ``runs`` carry ``seed``, ``epochs``, ``best_epoch`` (1-based within the budget) and the metrics;
-    ``predictions`` (N, k) is the mean test prediction per row over the runs that tested it (NaN if
-    none); ``extra["predictions_per_run"]`` is ``(n_runs, N, k)``. Deterministic for fixed seeds on CPU;
-    the global torch RNG state is left unchanged.
-    """
-    import torch
-
-    Xa = _as_X(X).astype(np.float32)
-    Ya = np.asarray(Y, dtype=np.float32)
-    if Ya.ndim != 2 or Ya.shape[0] != Xa.shape[0]:
-        raise ValueError(f"Y must be (N, k) with N={Xa.shape[0]}, got {Ya.shape}")
-    if not np.all(np.isfinite(Ya)) or np.any(Ya < 0):
-        raise ValueError("Y must hold finite, non-negative class shares")
-    seeds = list(seeds)
-    epochs = [int(e) for e in epochs]
+def _landuse_runs(
+    torch: Any,
+    Xa: np.ndarray,
+    Ya: np.ndarray,
+    seeds: list[int],
+    epochs: list[int],
+    test_size: float,
+    val_size: float,
+    hidden: int,
+    lr: float,
+    step_size: int,
+    gamma: float,
+    batch_size: int,
+    continue_training: bool,
+    dev: Any,
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """The training loops of :func:`landuse_mlp`: one run per (seed, epoch budget)."""
     n, d = Xa.shape
     k = Ya.shape[1]
     idx = np.arange(n)
-    dev = torch.device(device)
     runs: list[dict[str, Any]] = []
     per_run_pred: list[np.ndarray] = []
-
     for s in seeds:
         train_idx, test_idx = train_test_split(idx, test_size=test_size, random_state=s)
         tr_pos, va_pos = train_test_split(np.arange(len(train_idx)), test_size=val_size, random_state=s)
@@ -650,6 +616,84 @@ def landuse_mlp(
                 full = np.full((n, k), np.nan)
                 full[test_idx] = pred
                 per_run_pred.append(full)
+    return runs, per_run_pred
+
+
+def landuse_mlp(
+    X: ArrayLike,
+    Y: ArrayLike,
+    seeds: Iterable[int] = range(1, 11),
+    epochs: Sequence[int] = (100, 150),
+    test_size: float = 0.2,
+    val_size: float = 0.2,
+    hidden: int = 512,
+    lr: float = 0.01,
+    step_size: int = 10,
+    gamma: float = 0.8,
+    batch_size: int = 64,
+    continue_training: bool = True,
+    device: str = "cpu",
+    num_threads: int | None = 1,
+) -> ProtocolResult:
+    """RegionDCL's land-use protocol: predict class shares ``Y`` (N, k) from ``X``.
+
+    Per seed ``s`` (RegionDCL: 1..10):
+
+    * ``train_test_split(rows, test_size=0.2, random_state=s)`` gives the test rows, and
+      ``train_test_split(train_rows, test_size=val_size, random_state=s)`` the validation rows. This is
+      RegionDCL's code for its "0.6,0.2,0.2" split: the validation part is 20 % *of the non-test rows*,
+      so the split is really 64/16/20; pass ``val_size=0.25`` for an exact 60/20/20.
+    * MLP ``Linear(d, hidden) - Sigmoid - Linear(hidden, k) - Softmax``, loss ``KLDivLoss(batchmean)``
+      of ``log(output)`` against the shares, ``Adam(lr=0.01)``, ``StepLR(step_size=10, gamma=0.8)``
+      stepped each epoch, shuffled mini-batches of 64.
+    * For each epoch budget in ``epochs`` (100, then 150) one run is recorded: the test L1 / KL / cosine
+      at the epoch with the lowest validation KL within that budget (strict improvement; the first such
+      epoch wins). The test rows never influence training or the choice of epoch.
+    * ``continue_training=True`` reproduces RegionDCL's code, where the 150-epoch run *continues* the
+      same model, optimiser and scheduler after the 100-epoch run (best-epoch tracking restarts);
+      ``False`` trains a fresh model (same seed) for each budget.
+
+    Result: mean +- std over all ``len(seeds) * len(epochs)`` runs, as RegionDCL averages them.
+    ``runs`` carry ``seed``, ``epochs``, ``best_epoch`` (1-based within the budget) and the metrics;
+    ``predictions`` (N, k) is the mean test prediction per row over the runs that tested it (NaN if
+    none); ``extra["predictions_per_run"]`` is ``(n_runs, N, k)``. Deterministic for fixed seeds on CPU
+    (and a fixed ``num_threads``); the global torch RNG state is left unchanged.
+
+    ``num_threads`` sets torch's intra-op threads for the call (restored afterwards; ``None`` leaves them):
+    the model is tiny, and one thread is fastest -- on a loaded 2-core machine two threads were 10x slower.
+    """
+    import torch
+
+    Xa = _as_X(X).astype(np.float32)
+    Ya = np.asarray(Y, dtype=np.float32)
+    if Ya.ndim != 2 or Ya.shape[0] != Xa.shape[0]:
+        raise ValueError(f"Y must be (N, k) with N={Xa.shape[0]}, got {Ya.shape}")
+    if not np.all(np.isfinite(Ya)) or np.any(Ya < 0):
+        raise ValueError("Y must hold finite, non-negative class shares")
+    seeds = list(seeds)
+    epochs = [int(e) for e in epochs]
+    prev_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        runs, per_run_pred = _landuse_runs(
+            torch,
+            Xa,
+            Ya,
+            seeds,
+            epochs,
+            test_size,
+            val_size,
+            hidden,
+            lr,
+            step_size,
+            gamma,
+            batch_size,
+            continue_training,
+            torch.device(device),
+        )
+    finally:
+        torch.set_num_threads(prev_threads)
 
     mean, std = _summarise(runs, ("L1", "KL", "cosine"))
     stack = np.stack(per_run_pred)
@@ -673,6 +717,7 @@ def landuse_mlp(
             "gamma": gamma,
             "batch_size": batch_size,
             "continue_training": continue_training,
+            "num_threads": num_threads,
         },
         extra={"predictions_per_run": stack},
     )

@@ -37,7 +37,7 @@ def zonal_stats(
     for b in bands:
         for s in sorted(wanted):
             cols.append(
-                F.expr(f"RS_ZonalStats(raster, _zone, {b}, '{s}', true, true, true)").alias(f"_{s}_{b}")
+                F.expr(f"RS_ZonalStats(raster, _zone, {b}, '{s}', false, true, true)").alias(f"_{s}_{b}")
             )
     per_tile = hits.select(C.REGION_ID, "_file", *cols)
     aggs, names = [], []

@@ -37,6 +37,12 @@ class ModelConfig(BaseModel):
         description="(ours) 'compose' applies every listed augmentation in order; "
         "'choose' picks one of them per row",
     )
+    pair_augment: bool = Field(
+        True,
+        description="(ours) feed the pairwise objectives the augmented views x' of the intra terms; "
+        "False is the literal NCE(s_ij^i(f_i(x_i)), s_ij^j(f_j(x_j))) on clean views, which memorises "
+        "small data sets (Manhattan-180: pair_only R2 0.54/0.59 clean vs 0.65/0.73 augmented)",
+    )
     noise_sigma: float = Field(0.1, ge=0.0)
     mask_prob: float = Field(0.2, ge=0.0, lt=1.0)
     epochs_intra: int = Field(300, ge=0, description="stage-1 epochs (GFactorCL: joint epochs = intra + pair)")

@@ -107,25 +107,31 @@ class CooKIEModule(RegionModule):
         cfg = self.config
         xs = [views[v] for v in self.view_names]
         ms = [masks.get(v) for v in self.view_names]
-        h = [enc(x) for enc, x in zip(self.encoders, xs)]
         parts: dict[str, Tensor] = {}
-        total = h[0].new_zeros(())
-
         intra_weight = 1.0 if stage == "intra" else cfg.lambda_intra
+        use_intra_terms = self.use_intra and intra_weight > 0
+        pair_aug = stage == "pair" and cfg.pair_augment
+        h: list[Tensor] = []  # encoders on clean views: intra anchors, CLUB, clean pair terms
+        if use_intra_terms or self.use_club or (stage == "pair" and not pair_aug):
+            h = [enc(x) for enc, x in zip(self.encoders, xs)]
+        h_aug: list[Tensor] = []  # encoders on augmented views x'
+        if use_intra_terms or pair_aug:
+            h_aug = [enc(self.augment(x, generator)) for enc, x in zip(self.encoders, xs)]
+        total = (h or h_aug)[0].new_zeros(())
         unique: list[Tensor] = []
-        if self.use_intra and (stage == "intra" or intra_weight > 0 or self.use_club):
+        if self.use_intra and (use_intra_terms or self.use_club):
             unique = [u(hm) for u, hm in zip(self.unique_heads, h)]
-        if self.use_intra and intra_weight > 0:
+        if use_intra_terms:
             for k, name in enumerate(self.view_names):
-                h_aug = self.encoders[k](self.augment(xs[k], generator))
-                term = info_nce(unique[k], self.unique_heads[k](h_aug), cfg.tau, ms[k])
+                term = info_nce(unique[k], self.unique_heads[k](h_aug[k]), cfg.tau, ms[k])
                 parts[f"intra/{name}"] = term.detach()
                 total = total + intra_weight * term
 
         if stage == "pair":
             for p, (i, j) in enumerate(self.pairs):
-                s_i = self.shared_heads[p][0](h[i])
-                s_j = self.shared_heads[p][1](h[j])
+                h_pair = h_aug if pair_aug else h
+                s_i = self.shared_heads[p][0](h_pair[i])
+                s_j = self.shared_heads[p][1](h_pair[j])
                 mask = both_present(ms[i], ms[j])
                 term = info_nce(s_i, s_j, cfg.tau, mask)
                 parts[f"pair/{self.pair_name(p)}"] = term.detach()

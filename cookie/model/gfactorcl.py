@@ -10,6 +10,7 @@ Choices marked *(ours)*:
 - comparing a d-vector with a (|S|-1)d concatenation: the anchor is tiled |S|-1 times, so the
   cosine is that of the anchor with the concatenation, block by block;
 - for |S| = 2 the two anchors give the same symmetric NCE, which is computed once;
+- ``pair_augment`` applies to the shared objectives exactly as to CooKIE's pairwise terms;
 - the unique objective of view a is FactorCL's self-supervised decomposition
   ``I(X_a; X_a' | X_-a) = I(X_a; X_a') - I(X_a; X_-a) + ...``: NCE between u_a on the clean and
   the augmented view, and, with ``use_club``, minus a CLUB estimate between u_a and the other
@@ -116,7 +117,8 @@ class GFactorCLModule(RegionModule):
         # shared objectives, one per subset
         for s, members in enumerate(self.subsets):
             heads = self.subset_heads[s]
-            outs = [heads[t](h[a]) for t, a in enumerate(members)]
+            h_shared = h_aug if cfg.pair_augment else h  # same input choice as CooKIE's pair terms
+            outs = [heads[t](h_shared[a]) for t, a in enumerate(members)]
             outs_n = [F.normalize(o, dim=-1) for o in outs]
             mask = all_present([ms[a] for a in members])
             k = len(members)
@@ -129,9 +131,14 @@ class GFactorCLModule(RegionModule):
             parts[f"shared/{self.subset_name(s)}"] = term.detach()
             total = total + term
             if self.use_club:
+                # FactorCL's I_CLUB(X1;X2|X1',X2'): clean and augmented views side by side
                 first = members[0]
-                anchor = torch.cat([outs[0], heads[0](h_aug[first])], dim=1)
-                ctx = torch.cat(outs[1:] + [heads[t](h_aug[a]) for t, a in enumerate(members) if t > 0], dim=1)
+                anchor = torch.cat([heads[0](h[first]), heads[0](h_aug[first])], dim=1)
+                ctx = torch.cat(
+                    [heads[t](h[a]) for t, a in enumerate(members) if t > 0]
+                    + [heads[t](h_aug[a]) for t, a in enumerate(members) if t > 0],
+                    dim=1,
+                )
                 est, critic = self.subset_clubs[s](anchor, ctx, mask)
                 parts[f"club/{self.subset_name(s)}"] = est.detach()
                 total = total + cfg.beta_club * est + critic

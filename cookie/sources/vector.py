@@ -109,7 +109,11 @@ def to_wgs84(df: DataFrame, crs: str | None, path: str) -> DataFrame:
     """Reproject to WGS84 lon/lat, refusing coordinates that cannot be lon/lat when no CRS is given."""
     if crs and crs != WGS84:
         return df.withColumn(C.GEOMETRY, F.expr(f"ST_Transform({C.GEOMETRY}, '{crs}', '{WGS84}')"))
-    env = df.select(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e")).first()["e"]
+    try:  # the first action over the file: turn reader failures into an error that names it
+        env = df.select(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e")).first()["e"]
+    except Exception as exc:  # py4j/Spark wrap the reader's own exception
+        first = str(exc).strip().splitlines()[0][:300]
+        raise InputError(f"{path}: could not be read as vector data: {first}") from exc
     if env is not None:
         minx, miny, maxx, maxy = env.bounds
         if minx < -180.0001 or maxx > 180.0001 or miny < -90.0001 or maxy > 90.0001:

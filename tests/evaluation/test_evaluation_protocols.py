@@ -149,9 +149,10 @@ LU_KW = {"seeds": [1, 2], "epochs": (4, 6), "hidden": 32}
 def test_landuse_mlp_is_deterministic_and_learns(share_data):
     torch = pytest.importorskip("torch")
     X, Y = share_data
-    state = torch.random.get_rng_state()
+    state, threads = torch.random.get_rng_state(), torch.get_num_threads()
     a = P.landuse_mlp(X, Y, **LU_KW)
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
+    assert torch.get_num_threads() == threads  # thread setting restored
     b = P.landuse_mlp(X, Y, **LU_KW)
     assert a.mean == b.mean and [r["best_epoch"] for r in a.runs] == [r["best_epoch"] for r in b.runs]
     assert a.n_runs == 4 and [(r["seed"], r["epochs"]) for r in a.runs] == [(1, 4), (1, 6), (2, 4), (2, 6)]

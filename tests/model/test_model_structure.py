@@ -1,0 +1,80 @@
+"""Objective, head and block counts of CooKIE and GFactorCL (docs/method.md section 3)."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import pytest
+
+from cookie.model import ModelConfig, build_model
+from cookie.model.efficiency import expected_objectives
+from cookie.model.heads import ProjectionHead
+
+
+def _dims(m: int) -> dict[str, int]:
+    return {f"v{k}": 8 + k for k in range(m)}
+
+
+def _heads(model) -> int:
+    return sum(isinstance(mod, ProjectionHead) for mod in model.module.modules())
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 6])
+def test_objective_and_head_counts(m: int) -> None:
+    cookie = build_model(ModelConfig(method="cookie", embed_dim=8, hidden_dim=16), _dims(m))
+    gfcl = build_model(ModelConfig(method="gfactorcl", embed_dim=8, hidden_dim=16), _dims(m))
+    assert cookie.n_objectives == m + m * (m - 1) // 2 == expected_objectives("cookie", m)
+    assert gfcl.n_objectives == 2**m - 1 == expected_objectives("gfactorcl", m)
+    assert _heads(cookie) == m + m * (m - 1)
+    assert _heads(gfcl) == m * 2 ** (m - 1)
+    assert cookie.embedding_dim == (m + m * (m - 1) // 2) * 8
+    assert gfcl.embedding_dim == m * 2 ** (m - 1) * 8
+    if m >= 3:
+        assert cookie.num_parameters() < gfcl.num_parameters()
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_ablation_counts(m: int) -> None:
+    intra = build_model(ModelConfig(method="intra_only", embed_dim=8, hidden_dim=16), _dims(m))
+    pair = build_model(ModelConfig(method="pair_only", embed_dim=8, hidden_dim=16), _dims(m))
+    assert intra.n_objectives == m and [s.name for s in intra.stages()] == ["intra"]
+    assert pair.n_objectives == m * (m - 1) // 2 and [s.name for s in pair.stages()] == ["pair"]
+    assert all(b.startswith("unique_") for b in intra.block_names)
+    assert all(b.startswith("shared_") for b in pair.block_names)
+
+
+def test_block_names_and_slices() -> None:
+    model = build_model(ModelConfig(embed_dim=4, hidden_dim=8), {"mobility": 10, "poi": 6, "landuse": 3})
+    names = ["unique_mobility", "unique_poi", "unique_landuse"]
+    names += [f"shared_{a}__{b}" for a, b in combinations(["mobility", "poi", "landuse"], 2)]
+    assert model.block_names == names
+    assert [s.name for s in model.stages()] == ["intra", "pair"]
+    slices = model.block_slices
+    assert slices["unique_mobility"] == slice(0, 4) and slices["shared_poi__landuse"] == slice(20, 24)
+    assert len(model.column_names) == model.embedding_dim == 24
+
+
+def test_gfactorcl_blocks() -> None:
+    model = build_model(ModelConfig(method="gfactorcl", embed_dim=4, hidden_dim=8), {"a": 3, "b": 3, "c": 3})
+    assert [s.name for s in model.stages()] == ["joint"]
+    assert model.stages()[0].epochs == 600
+    assert "shared_a__b__c_from_b" in model.block_names
+    assert len(model.block_names) == 3 * 4
+
+
+def test_config_rejects_unknown_fields_and_bad_values() -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(embed_dims=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        ModelConfig(method="single_view")
+    with pytest.raises(ValueError):
+        ModelConfig(augmentations=["blur"])  # type: ignore[list-item]
+    cfg = ModelConfig.model_validate({"method": "gfactorcl", "batch_size": 128, "use_club": True})
+    assert cfg.batch_size == 128 and cfg.embed_dim == 64
+
+
+def test_bad_view_names_rejected() -> None:
+    with pytest.raises(ValueError):
+        build_model(ModelConfig(), {"a__b": 3, "c": 2})
+    with pytest.raises(ValueError):
+        build_model(ModelConfig(), {"a.b": 3, "c": 2})
