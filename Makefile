@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup demo test features submit bench-model clean-warehouse
+.PHONY: setup demo test features submit bench-model clean-warehouse train lookup evaluate promote bench-quality mlflow-ui
 
 setup: $(VENV)/.installed .ivy2/cookie-packages.txt
 
@@ -47,3 +47,23 @@ bench-model: setup
 
 clean-warehouse:
 	rm -rf warehouse
+
+# ---- training, registry, evaluation (see README)
+ARGS ?=
+train: setup
+	$(PY) jobs/train.py --config $(CONFIG) $(ARGS)
+
+lookup: setup
+	$(PY) jobs/lookup.py --config $(CONFIG) $(ARGS)
+
+evaluate: setup
+	$(PY) jobs/evaluate.py --config $(CONFIG) $(ARGS)
+
+promote: setup
+	$(PY) jobs/promote.py --config $(CONFIG) $(ARGS)
+
+bench-quality: setup
+	$(PY) benchmarks/bench_quality.py $(ARGS)
+
+mlflow-ui: setup
+	$(abspath $(VENV))/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000
