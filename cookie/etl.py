@@ -45,6 +45,7 @@ class TableReport:
     features: int
     version: int
     stats: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -58,10 +59,10 @@ class RunReport:
 
     def as_text(self) -> str:
         lines = [f"run {self.run_id} ({self.config}) -> {self.warehouse}  [{self.seconds:.1f} s]",
-                 f"{'table':<28}{'rows':>8}{'features':>10}{'version':>9}  rejected/notes"]
+                 f"{'table':<24}{'rows':>8}{'features':>10}{'version':>9}{'seconds':>9}  rejected/notes"]
         for t in self.tables:
             notes = ", ".join(f"{k}={v}" for k, v in t.stats.items() if v) or "-"
-            lines.append(f"{t.table:<28}{t.rows:>8}{t.features:>10}{t.version:>9}  {notes}")
+            lines.append(f"{t.table:<24}{t.rows:>8}{t.features:>10}{t.version:>9}{t.seconds:>9.1f}  {notes}")
         return "\n".join(lines)
 
 
@@ -218,6 +219,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     regions_res = build_regions(spark, cfg, inputs)
     regions = regions_res.df.persist(StorageLevel.MEMORY_AND_DISK)
     n_regions = regions.count()
+    t_regions = time.time() - t0
     if n_regions == 0:
         raise InputError("no regions: the area or region file produced none")
     planned: list[tuple[str, str, ViewResult, ViewConfig]] = []
@@ -226,6 +228,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             if only and view.name not in only:
                 continue
             log.info("building %s%s", prefix, view.name)
+            t_view = time.time()
             res = build_view(spark, cfg, inputs, regions, view)
             _check_not_empty(view.name, res)
             res.df = res.df.persist(StorageLevel.MEMORY_AND_DISK)
@@ -233,6 +236,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             res.stats["regions_with_data"] = present
             if present == 0:
                 raise InputError(f"view {view.name}: empty: no region has any data (source {view.source})")
+            res.seconds = time.time() - t_view  # type: ignore[attr-defined]
             planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
     reports = []
     reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
@@ -240,16 +244,18 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
         tables.geometry_to_wkb(regions).orderBy(C.REGION_ID), reg_loc,
         {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id}, description=f"cookie run {run_id}",
     )
-    reports.append(TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats))
+    reports.append(TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions))
     for table, kind, res, view in planned:
         props = tables.feature_properties(kind, res.feature_names, {
             "cookie.view_kind": view.kind, "cookie.source": view.source, "cookie.run_id": run_id,
         })
         for k, v in getattr(res, "extra", {}).items():
             props[f"cookie.{k}"] = v
+        t_write = time.time()
         version = tables.write_table(res.df.orderBy(C.REGION_ID), tables.locate(cfg, table), props,
                                      description=f"cookie run {run_id}")
-        reports.append(TableReport(table, n_regions, len(res.feature_names), version, res.stats))
+        reports.append(TableReport(table, n_regions, len(res.feature_names), version, res.stats,
+                                   res.seconds + time.time() - t_write))  # type: ignore[attr-defined]
         res.df.unpersist()
     regions.unpersist()
     seconds = time.time() - t0
@@ -267,6 +273,7 @@ def _log_run(spark: SparkSession, cfg: Config, report: RunReport) -> None:
         "seconds": float(report.seconds),
         "inputs": json.dumps(report.inputs, sort_keys=True),
         "tables": json.dumps({t.table: {"rows": t.rows, "features": t.features, "version": t.version,
-                                        "stats": t.stats} for t in report.tables}, sort_keys=True),
+                                        "seconds": round(t.seconds, 2), "stats": t.stats}
+                              for t in report.tables}, sort_keys=True),
     }
     tables.append_rows(spark.createDataFrame([row]), tables.locate(cfg, C.RUNS_TABLE))

@@ -75,6 +75,12 @@ def read_table(spark: SparkSession, loc: TableLocation, version: int | None = No
 
 
 def table_version(spark: SparkSession, loc: TableLocation) -> int:
+    if loc.path and "://" not in loc.path:  # local path: the newest commit file names the version
+        from pathlib import Path
+
+        commits = [int(p.stem) for p in (Path(loc.path) / "_delta_log").glob("*.json") if p.stem.isdigit()]
+        if commits:
+            return max(commits)
     row = spark.sql(f"DESCRIBE HISTORY {_ident(loc)} LIMIT 1").select("version").first()
     return int(row["version"])
 

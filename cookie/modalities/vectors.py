@@ -17,15 +17,21 @@ def region_vectors(regions: DataFrame, table: DataFrame, columns: list[str], tra
     bad = F.lit(False)
     for c in columns:
         bad = bad | F.col(c).isNull() | F.isnan(F.col(c).cast("double"))
-    flagged = table.withColumn("_bad", bad)
-    ok = flagged.where(~F.col("_bad")).drop("_bad")
-    if transform == "log1p":
-        ok = ok.select(C.REGION_ID, *[F.log1p(F.col(c).cast("double")).alias(c) for c in columns])
-    known = ok.join(regions.select(C.REGION_ID), C.REGION_ID, "left_semi")
-    dup = known.groupBy(C.REGION_ID).count().where("count > 1").limit(5).collect()
-    if dup:
+    ids = regions.select(C.REGION_ID).withColumn("_known", F.lit(True))
+    flagged = table.withColumn("_bad", bad).join(ids, C.REGION_ID, "left")
+    counts = flagged.agg(
+        F.count("*").alias("rows"),
+        F.sum(F.col("_bad").cast("int")).alias("bad"),
+        F.sum((~F.col("_bad") & F.col("_known").isNull()).cast("int")).alias("unknown"),
+        (F.count("*") - F.countDistinct(C.REGION_ID)).alias("dups"),
+    ).first()
+    if counts["dups"]:
+        dup = table.groupBy(C.REGION_ID).count().where("count > 1").limit(5).collect()
         raise ValueError(f"duplicate region ids in vector table: {[r[0] for r in dup]}")
+    known = flagged.where(~F.col("_bad") & F.col("_known").isNotNull())
+    if transform == "log1p":
+        known = known.select(C.REGION_ID, *[F.log1p(F.col(c).cast("double")).alias(c) for c in columns])
     out = complete(regions, known.select(C.REGION_ID, *columns), columns)
-    n_in, n_ok, n_known = table.count(), ok.count(), known.count()
-    stats = {"input_rows": n_in, "missing_values_rows": n_in - n_ok, "unknown_region_rows": n_ok - n_known}
+    stats = {"input_rows": int(counts["rows"]), "missing_values_rows": int(counts["bad"] or 0),
+             "unknown_region_rows": int(counts["unknown"] or 0)}
     return ViewResult(out, list(columns), stats)
