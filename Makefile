@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup demo test features submit bench-model clean-warehouse train lookup evaluate promote bench-quality mlflow-ui
+.PHONY: setup demo test features submit bench-model bench-features clean-warehouse train lookup evaluate promote bench-quality mlflow-ui
 
 setup: $(VENV)/.installed .ivy2/cookie-packages.txt
 
@@ -44,6 +44,9 @@ test: setup
 
 bench-model: setup
 	$(PY) benchmarks/bench_model.py
+
+bench-features: setup
+	$(PY) benchmarks/bench_features.py $(ARGS)
 
 clean-warehouse:
 	rm -rf warehouse
