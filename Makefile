@@ -37,7 +37,7 @@ submit: setup
 	  jobs/build_features.py --config $(CONFIG)
 
 demo: setup
-	$(PY) jobs/build_features.py --config conf/helsinki.yaml
+	$(PY) jobs/demo.py --config conf/helsinki.yaml
 
 test: setup
 	$(PY) -m pytest tests

@@ -1,0 +1,224 @@
+"""Training data: global statistics on the driver (one Spark aggregate per view), and each rank's
+shard read straight from the Delta tables' Parquet files (the ``deltalake`` package).
+
+Nothing is collected to the driver but one row of statistics per view: a national grid trains
+the same way as Manhattan-180. Every reader (ranks, the embedding job) pins the Delta version the
+driver saw, so a feature job running meanwhile cannot make ranks read different rows.
+
+Sharding is a deterministic function of the region id (:func:`shard_of`): every rank scans the
+view tables, keeps its own rows (memory stays O(shard)) and orders them by region id.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cookie import columns as C
+from cookie.training.features import (FeatureStats, ViewStats, feature_column, finalize_mean, finalize_std,
+                                      present_column, transform_view)
+
+PRESENT = "_present"  # the ETL's mask column (cookie.modalities.common.PRESENT)
+
+
+# --------------------------------------------------------------------------- driver side (Spark)
+
+
+@dataclass(frozen=True)
+class ViewTable:
+    """A view's Delta table as the trainer sees it."""
+
+    name: str
+    path: str  # storage location (also for catalog tables)
+    version: int
+    features: list[str]
+    etl_kind: str
+    etl_transform: str
+
+
+def view_tables(spark, cfg) -> list[ViewTable]:
+    """The config's views, in config order, with their current Delta versions and feature names."""
+    from cookie import tables
+
+    out = []
+    for view in cfg.views:
+        loc = tables.locate(cfg, C.VIEW_PREFIX + view.name)
+        props = tables.table_properties(spark, loc)
+        names = tables.feature_names(spark, loc)
+        version = tables.table_version(spark, loc)
+        if loc.full_name:
+            path = spark.sql(f"DESCRIBE DETAIL {loc.full_name}").first()["location"]
+        else:
+            path = loc.path
+        out.append(ViewTable(view.name, str(path), int(version), list(names),
+                             props.get("cookie.view_kind", view.kind), view.transform))
+    return out
+
+
+def _read_view(spark, vt: ViewTable):
+    return spark.read.format("delta").option("versionAsOf", vt.version).load(vt.path)
+
+
+def _auto_kind(vt: ViewTable, min_value: float | None) -> str:
+    if vt.etl_kind in ("points", "lines", "polygons"):
+        return "counts"
+    if vt.etl_kind in ("flows", "raster"):
+        return "zscore"  # the ETL log1p'd flows already; raster statistics are not counts
+    if vt.etl_transform == "log1p":
+        return "zscore"
+    # vectors: counts (benchmark count matrices) when nothing is negative, else embeddings -> z-score
+    return "counts" if min_value is not None and min_value >= 0 else "zscore"
+
+
+def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> FeatureStats:
+    """Global preprocessing statistics: one Spark aggregate over each view table.
+
+    Per feature, over the present rows: mean and population std of the raw and of the log1p'd
+    values (the kind decides which is used), the minimum (``auto`` kind of vector views) and the
+    number of NaN/inf values (which fail the job under ``train.nan_policy: raise`` before any rank
+    starts). The table is aggregated in long form (feature index, value): wide aggregates of
+    hundreds of columns spend seconds in code generation.
+    """
+    from pyspark.sql import functions as F
+
+    tables_ = list(tables_) if tables_ is not None else view_tables(spark, cfg)
+    overrides = dict(cfg.train.preprocess)
+    unknown = sorted(set(overrides) - {v.name for v in tables_})
+    if unknown:
+        raise ValueError(f"train.preprocess names unknown views {unknown}; views are {[v.name for v in tables_]}")
+    n_regions = None
+    out: list[ViewStats] = []
+    for vt in tables_:
+        df = _read_view(spark, vt)
+        values = F.array(*[F.col(f"`{f}`").cast("double") for f in vt.features])
+        long = df.select(F.col(PRESENT).alias("_p"), F.posexplode(values).alias("_i", "_x"))
+        x, p = F.col("_x"), F.col("_p")
+        finite = x.isNotNull() & ~F.isnan(x) & (F.abs(x) != F.lit(float("inf")))
+        ok = p & finite
+        rows = long.groupBy("_i").agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(p.cast("long")).alias("n_present"),
+            F.sum(F.when(p & ~finite, 1).otherwise(0)).alias("bad"),
+            F.min(F.when(ok, x)).alias("min"),
+            F.avg(F.when(ok, x)).alias("mean"),
+            F.stddev_pop(F.when(ok, x)).alias("std"),
+            F.avg(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_mean"),
+            F.stddev_pop(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_std"),
+        ).collect()
+        by_i = {int(r["_i"]): r for r in rows}
+        if len(by_i) != len(vt.features):
+            raise ValueError(f"view {vt.name}: table {vt.path} has no rows")
+        bad = sum(int(r["bad"] or 0) for r in rows)
+        if cfg.train.nan_policy == "raise" and bad:
+            raise ValueError(
+                f"view {vt.name}: {bad} NaN/inf value(s) in present regions in {vt.path} "
+                f"(version {vt.version}); fix the ETL or set train.nan_policy: zero"
+            )
+        n_present = int(rows[0]["n_present"] or 0)
+        if n_present < 2:
+            raise ValueError(f"view {vt.name}: only {n_present} region(s) have data; nothing to learn from")
+        if n_regions is None:
+            n_regions = int(rows[0]["n"])
+        kind = overrides.get(vt.name, "auto")
+        if kind == "auto":
+            mins = [r["min"] for r in rows if r["min"] is not None]
+            kind = _auto_kind(vt, min(mins) if mins else None)
+        ordered = [by_i[i] for i in range(len(vt.features))]
+        if kind in ("counts", "zscore"):
+            m, s = ("log_mean", "log_std") if kind == "counts" else ("mean", "std")
+            mean = [finalize_mean(r[m]) for r in ordered]
+            std = [finalize_std(r[s]) for r in ordered]
+        else:
+            mean, std = [0.0] * len(vt.features), [1.0] * len(vt.features)
+        out.append(ViewStats(name=vt.name, kind=kind, features=list(vt.features), mean=mean, std=std,
+                             n_present=n_present, table=vt.path, table_version=vt.version, etl_kind=vt.etl_kind))
+    return FeatureStats(views=out, n_regions=int(n_regions or 0), nan_policy=cfg.train.nan_policy)
+
+
+def flat_features(spark, cfg, stats: FeatureStats):
+    """Every region (from the regions table) with its raw view features as flat columns
+    ``<view>__<feature>`` and masks ``<view>___present``: the pyfunc's input format, as a DataFrame."""
+    from pyspark.sql import functions as F
+
+    from cookie import tables
+
+    frame = tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(C.REGION_ID)
+    for vs in stats.views:
+        df = spark.read.format("delta")
+        if vs.table_version is not None:
+            df = df.option("versionAsOf", vs.table_version)
+        v = df.load(vs.table).select(
+            C.REGION_ID,
+            *[F.col(f"`{f}`").cast("double").alias(feature_column(vs.name, f)) for f in vs.features],
+            F.col(PRESENT).alias(present_column(vs.name)),
+        )
+        frame = frame.join(v, on=C.REGION_ID, how="left")
+    return frame.fillna(False, subset=[present_column(vs.name) for vs in stats.views])
+
+
+# --------------------------------------------------------------------------- rank side (no Spark)
+
+
+def shard_of(region_id: str, world_size: int) -> int:
+    """The rank that owns a region: CRC-32 of its id modulo the world size (stable everywhere)."""
+    return zlib.crc32(str(region_id).encode("utf-8")) % world_size
+
+
+@dataclass
+class Shard:
+    """One rank's rows, ordered by region id; ``views`` already preprocessed (float32)."""
+
+    region_ids: list[str]
+    views: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.region_ids)
+
+
+def _read_view_shard(vs: ViewStats, rank: int, world_size: int):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(vs.table, version=vs.table_version) if vs.table_version is not None else DeltaTable(vs.table)
+    dataset = dt.to_pyarrow_dataset()
+    cols = [C.REGION_ID, *vs.features, PRESENT]
+    parts = []
+    for batch in dataset.to_batches(columns=cols):
+        ids = batch.column(C.REGION_ID).to_pylist()
+        keep = pa.array([shard_of(i, world_size) == rank for i in ids], type=pa.bool_())
+        if pc.any(keep).as_py():
+            parts.append(batch.filter(keep))
+    schema = dataset.schema
+    table = pa.Table.from_batches(parts, schema=pa.schema([schema.field(c) for c in cols])) if parts else None
+    return table
+
+
+def read_shard(stats: FeatureStats, rank: int, world_size: int) -> Shard:
+    """This rank's rows of every view, joined on region id and preprocessed with ``stats``.
+
+    A region missing from a view's table counts as not having the view (mask False).
+    """
+    import pandas as pd
+
+    frames = {}
+    for vs in stats.views:
+        table = _read_view_shard(vs, rank, world_size)
+        cols = [C.REGION_ID, *vs.features, PRESENT]
+        df = table.to_pandas() if table is not None else pd.DataFrame({c: [] for c in cols})
+        if df[C.REGION_ID].duplicated().any():
+            raise ValueError(f"view {vs.name}: duplicate region ids in {vs.table}")
+        frames[vs.name] = df.set_index(C.REGION_ID)
+    ids = sorted(set().union(*[set(f.index) for f in frames.values()]))
+    views, masks = {}, {}
+    for vs in stats.views:
+        df = frames[vs.name].reindex(ids)
+        present = df[PRESENT].eq(True).to_numpy()
+        x = df[vs.features].to_numpy(dtype=np.float64, na_value=np.nan)
+        views[vs.name] = transform_view(x, present, vs, stats.nan_policy, region_ids=ids)
+        masks[vs.name] = present
+    return Shard(region_ids=[str(i) for i in ids], views=views, masks=masks)

@@ -1,0 +1,105 @@
+"""The whole chain on one config: features -> train -> evaluate -> register/promote, then a summary.
+
+    python jobs/demo.py [--config conf/helsinki.yaml]      (what `make demo` runs)
+
+Each step is the same command a user runs on its own (jobs/build_features.py, jobs/train.py,
+jobs/evaluate.py, jobs/promote.py), so the demo shows exactly what production runs; its output is
+streamed as it comes, and the demo ends with the metrics and where everything is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+STEPS = [
+    ("features", "jobs/build_features.py", "regions and view/label Delta tables"),
+    ("train", "jobs/train.py", "TorchDistributor training, MLflow run, registered model, embeddings table"),
+    ("evaluate", "jobs/evaluate.py", "downstream tasks on the frozen embeddings, report and maps"),
+    ("promote", "jobs/promote.py", "champion alias if the challenger is better"),
+]
+
+
+def run_step(i: int, name: str, script: str, what: str, config: str) -> tuple[float, list[str]]:
+    print(f"\n[{i}/{len(STEPS)}] {name}: {what}", flush=True)
+    t0 = time.time()
+    proc = subprocess.Popen([sys.executable, script, "--config", config], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        noisy = " INFO " in line or " WARN " in line or line.startswith(("Using Spark", "To adjust", "WARNING:"))
+        if not noisy:
+            print(f"    {line}", end="", flush=True)
+    rc = proc.wait()
+    seconds = time.time() - t0
+    if rc != 0:
+        raise SystemExit(f"step {name} failed (exit {rc}) after {seconds:.0f} s; its output is above")
+    print(f"    [{name} done in {seconds:.0f} s]", flush=True)
+    return seconds, lines
+
+
+def summary(config: str, timings: dict[str, float]) -> None:
+    from cookie.config import load_config
+
+    cfg = load_config(REPO / config, base_dir=str(REPO))
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    name = getattr(cfg.train, "registered_model_name", None) or f"cookie_{cfg.name}"
+    rows = []
+    for alias in ("challenger", "champion"):
+        try:
+            mv = client.get_model_version_by_alias(name, alias)
+        except Exception:
+            continue
+        metrics = {k[len("eval."):]: v for k, v in mv.tags.items() if k.startswith("eval.")}
+        rows.append((alias, mv.version, mv.run_id, metrics))
+    print("\n" + "=" * 78)
+    print(f"demo on {cfg.name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+          + f" (total {sum(timings.values()):.0f} s)")
+    if rows:
+        keys = sorted({k for _, _, _, m in rows for k in m})
+        print(f"\n{'metric':<44}" + "".join(f"{a + ' v' + str(v):>16}" for a, v, _, _ in rows))
+        for k in keys:
+            vals = []
+            for _, _, _, m in rows:
+                try:
+                    vals.append(f"{float(m[k]):>16.4f}" if k in m else f"{'-':>16}")
+                except ValueError:
+                    vals.append(f"{m[k]:>16}")
+            print(f"{k:<44}" + "".join(vals))
+    wh = cfg.warehouse_path()
+    print("\nwhere to look:")
+    print(f"  feature tables   {wh}/regions, {wh}/view_*, {wh}/label_*")
+    print(f"  embeddings       {wh}/embeddings (Delta; one version per trained model)")
+    for alias, version, run_id, _ in rows:
+        print(f"  MLflow           model {name} v{version} @{alias}, training run {run_id}")
+    print(f"  reports          {REPO / 'reports' / cfg.name}")
+    print(f"  MLflow UI        make mlflow-ui   (tracking store {uri}), then open http://127.0.0.1:5000")
+    print(f"  look up a vector make lookup CONFIG={config} ARGS=\"--alias champion --lat 60.17 --lon 24.94\"")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="conf/helsinki.yaml")
+    args = parser.parse_args(argv)
+    timings: dict[str, float] = {}
+    for i, (name, script, what) in enumerate(STEPS, start=1):
+        timings[name], _ = run_step(i, name, script, what, args.config)
+    summary(args.config, timings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Training end to end on the Manhattan-180 tables (real ETL, TorchDistributor with 2 local
+processes, MLflow SQLite store in tmp): logging, checkpoints, the embeddings table contract,
+registration, statistics and shards, and stop-and-resume equality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from deltalake import DeltaTable
+from mlflow.tracking import MlflowClient
+
+from cookie import embeddings as E
+from cookie import registry
+from cookie.training import checkpoint as ckpt
+from cookie.training.data import compute_stats, read_shard
+from cookie.training.features import transform_view
+from cookie.training.job import train
+
+from cookie_test_tables import make_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.shared_data, pytest.mark.slow]
+VIEWS = ["mobility", "poi", "landuse"]
+BLOCKS = ["unique_mobility", "unique_poi", "unique_landuse", "shared_mobility__poi", "shared_mobility__landuse",
+          "shared_poi__landuse"]
+
+
+@pytest.fixture(scope="module")
+def full_run(spark, manhattan_tables, tmp_path_factory):
+    cfg = make_config(tmp_path_factory.mktemp("manhattan-full"), "manhattan180", manhattan_tables)
+    return cfg, train(spark, cfg)
+
+
+def _table(spark, cfg):
+    return spark.read.format("delta").load(E.location(cfg).path)
+
+
+def _vectors(spark, cfg) -> tuple[list[str], np.ndarray]:
+    pdf = _table(spark, cfg).select("region_id", "embedding").toPandas().sort_values("region_id")
+    return pdf["region_id"].tolist(), np.stack(pdf["embedding"].to_numpy()).astype(np.float32)
+
+
+def test_statistics_come_from_one_spark_aggregate_and_match_numpy(spark, full_run):
+    cfg, _ = full_run
+    stats = compute_stats(spark, cfg)
+    assert stats.view_names == VIEWS and stats.n_regions == 180
+    assert {v.name: v.kind for v in stats.views} == {"mobility": "zscore", "poi": "counts", "landuse": "counts"}
+    for vs in stats.views:
+        df = DeltaTable(vs.table).to_pandas()
+        x = df[vs.features].to_numpy(float)[df["_present"].to_numpy()]
+        x = np.log1p(np.clip(x, 0, None)) if vs.kind == "counts" else x
+        std = x.std(0)
+        np.testing.assert_allclose(vs.mean, x.mean(0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(vs.std, np.where(std > 1e-8, std, 1.0), rtol=1e-9, atol=1e-9)
+
+
+def test_ranks_read_disjoint_shards_of_every_region(spark, full_run):
+    cfg, _ = full_run
+    stats = compute_stats(spark, cfg)
+    shards = [read_shard(stats, r, 2) for r in range(2)]
+    ids = [set(s.region_ids) for s in shards]
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 180
+    assert all(s.region_ids == sorted(s.region_ids) for s in shards)
+    poi = stats.view("poi")
+    df = DeltaTable(poi.table).to_pandas().set_index("region_id").loc[shards[1].region_ids]
+    expected = transform_view(df[poi.features].to_numpy(float), df["_present"].to_numpy(), poi)
+    np.testing.assert_array_equal(shards[1].views["poi"], expected)
+
+
+def test_trains_logs_checkpoints_registers_and_writes_the_table(spark, full_run):
+    cfg, r = full_run
+    assert (r.status, r.global_epoch, r.total_epochs, r.model_version, r.alias) == ("FINISHED", 6, 6, 1, "challenger")
+    client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
+    run = client.get_run(r.run_id)
+    assert run.info.status == "FINISHED"
+    p = run.data.params
+    assert p["model.embed_dim"] == "16" and p["num_processes"] == "2" and p["view.poi.preprocess"] == "counts"
+    assert [m.step for m in client.get_metric_history(r.run_id, "loss")] == [1, 2, 3, 4, 5, 6]
+    m = run.data.metrics
+    assert m["efficiency/objectives"] == 6 and m["efficiency/params"] > 0 and m["efficiency/flops_per_step"] > 0
+    for key in ("efficiency/seconds_per_epoch", "efficiency/peak_memory_mb", "timing/distributor_overhead_s",
+                "timing/job_s", "efficiency/peak_rss_mb_rank1"):
+        assert m[key] > 0, key
+    artifacts = {a.path for a in client.list_artifacts(r.run_id)}
+    assert {"preprocessing.json", "history.json", "efficiency.json", "config.json"} <= artifacts
+    mv = client.get_model_version_by_alias("cookie_manhattan180", "challenger")
+    assert int(mv.version) == 1 and mv.tags["run_id"] == r.run_id
+    last = ckpt.load_checkpoint(ckpt.latest_checkpoint(r.checkpoint_dir))
+    assert last["global_epoch"] == 6 and len(last["rng"]) == 2
+
+    df = _table(spark, cfg)
+    assert df.columns == list(E.KEY_COLUMNS) + BLOCKS
+    types = dict(df.dtypes)
+    assert [types[c] for c in E.KEY_COLUMNS] == ["string", "string", "int", "string", "timestamp", "array<float>"]
+    assert all(types[b] == "array<float>" for b in BLOCKS)
+    pdf = df.toPandas()
+    assert len(pdf) == 180 and pdf["region_id"].is_unique
+    assert set(pdf["model_name"]) == {"cookie_manhattan180"} and set(pdf["model_version"]) == {1}
+    assert set(pdf["run_id"]) == {r.run_id}
+    emb = np.stack(pdf["embedding"].to_numpy())
+    blocks = np.concatenate([np.stack(pdf[b].to_numpy()) for b in BLOCKS], axis=1)
+    assert emb.shape == (180, 96) and np.isfinite(emb).all()
+    np.testing.assert_array_equal(emb, blocks)
+    np.testing.assert_allclose(np.linalg.norm(np.stack(pdf["unique_poi"].to_numpy()), axis=1), 1.0, atol=1e-5)
+
+
+def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_run):
+    from cookie.model import build_model
+    from cookie.training.features import FeatureStats
+
+    cfg, r = full_run
+    stats = FeatureStats.from_dict(ckpt.read_json(r.checkpoint_dir, "stats.json"))
+    model = build_model(cfg.model_settings(), stats.view_dims)
+    before = _vectors(spark, cfg)[1]
+    for _ in range(2):
+        E.write_embeddings(spark, cfg, model, stats, "cookie_manhattan180", 99, "another-run")
+    counts = {row["model_version"]: row["count"] for row in _table(spark, cfg).groupBy("model_version").count().collect()}
+    assert counts == {1: 180, 99: 180}
+    v1 = E.read_embeddings(spark, cfg, "cookie_manhattan180", 1).select("region_id", "embedding").toPandas()
+    np.testing.assert_array_equal(np.stack(v1.sort_values("region_id")["embedding"].to_numpy()), before)
+    E.delete_embeddings(spark, cfg, "cookie_manhattan180", 99)
+    assert _table(spark, cfg).count() == 180
+
+
+def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_tables, tmp_path):
+    ref_cfg, ref = full_run
+    cfg = make_config(tmp_path, "manhattan180", manhattan_tables)
+    client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
+
+    stopped = train(spark, cfg, stop_after_epochs=4)  # in the middle of stage 'pair'
+    assert (stopped.status, stopped.global_epoch) == ("STOPPED", 4)
+    assert client.get_run(stopped.run_id).info.status == "KILLED"
+    assert client.search_registered_models() == []
+    assert not (tmp_path / "warehouse" / "manhattan180" / "embeddings").exists()
+    with pytest.raises(ValueError, match="same number"):
+        train(spark, cfg, resume=True, num_processes=1)
+
+    resumed = train(spark, cfg, resume=True)
+    assert (resumed.run_id, resumed.status, resumed.global_epoch) == (stopped.run_id, "FINISHED", 6)
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(resumed.run_id, "loss")] == [1, 2, 3, 4, 5, 6]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in ref.history]
+    ids_ref, vec_ref = _vectors(spark, ref_cfg)
+    ids, vec = _vectors(spark, cfg)
+    assert ids == ids_ref
+    np.testing.assert_array_equal(vec, vec_ref)
+    with pytest.raises(ValueError, match="already finished"):
+        train(spark, cfg, resume=True)

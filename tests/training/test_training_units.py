@@ -1,0 +1,122 @@
+"""Pieces of the trainer that need neither Spark nor torchrun: config, preprocessing, sharding,
+checkpoints and the rank payload encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from pydantic import ValidationError
+
+from cookie.config import ConfigError, load_config
+from cookie.model.preprocess import log1p_zscore, zscore
+from cookie.training import checkpoint as ckpt
+from cookie.training.config import TrainConfig
+from cookie.training.data import shard_of
+from cookie.training.distributed import decode_payload, encode_payload
+from cookie.training.features import FeatureStats, ViewStats, feature_column, present_column, transform_view
+
+from cookie_test_tables import REPO
+
+
+def test_train_config_defaults_and_validation():
+    tc = TrainConfig()
+    assert tc.num_processes == 2 and tc.local_mode and tc.use_gpu is None and tc.alias == "challenger"
+    assert "torch==2.13.0" in tc.pip_requirements and "mlflow==3.17.2" in tc.pip_requirements
+    with pytest.raises(ValidationError):
+        TrainConfig(num_processes=0)
+    with pytest.raises(ValidationError):
+        TrainConfig(nmu_processes=2)  # typo: extra keys are refused
+    with pytest.raises(ValidationError):
+        TrainConfig(preprocess={"poi": "log"})
+
+
+def test_config_train_and_model_sections_are_typed(tmp_path):
+    raw = yaml.safe_load((REPO / "conf" / "helsinki.yaml").read_text())
+    raw["train"] = {"num_processes": 1, "stop_after_epochs": 4}
+    raw["model"] = {"epochs_intra": 5}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path, base_dir=str(REPO))
+    assert isinstance(cfg.train, TrainConfig) and cfg.train.stop_after_epochs == 4
+    assert cfg.model_settings().epochs_intra == 5
+    raw["train"] = {"num_processes": "many"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="train.num_processes"):
+        load_config(path, base_dir=str(REPO))
+    raw["train"], raw["model"] = {}, {"epochs_intra": -1}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="model.epochs_intra"):
+        load_config(path, base_dir=str(REPO)).model_settings()
+
+
+def _stats(x: np.ndarray, present: np.ndarray, kind: str) -> ViewStats:
+    v = np.log1p(np.clip(x, 0, None)) if kind == "counts" else x
+    rows = v[present]
+    std = rows.std(0)
+    return ViewStats("a", kind, [f"f{i}" for i in range(x.shape[1])], rows.mean(0).tolist(),
+                     np.where(std > 1e-8, std, 1.0).tolist())
+
+
+@pytest.mark.parametrize("kind", ["counts", "zscore"])
+def test_transform_matches_the_model_preprocessing(kind):
+    rng = np.random.default_rng(0)
+    x = rng.poisson(3.0, size=(50, 4)).astype(float)
+    x[:, 2] = 0.0  # constant column -> zeros, never NaN
+    present = rng.random(50) > 0.2
+    out = transform_view(x, present, _stats(x, present, kind))
+    ref = (log1p_zscore if kind == "counts" else zscore)(x, present).numpy()
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    assert (out[~present] == 0).all() and (out[:, 2] == 0).all()
+
+
+def test_transform_nan_policy():
+    x = np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]])
+    st = ViewStats("a", "counts", ["p", "q"], [0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="region 'r1'.*feature 'p'"):
+        transform_view(x, None, st, "raise", region_ids=["r0", "r1", "r2"])
+    # a NaN in a masked row is fine under either policy; 'zero' maps present NaN to the mean
+    assert transform_view(x, np.array([True, False, True]), st, "raise")[1].tolist() == [0.0, 0.0]
+    assert transform_view(x, None, st, "zero")[1, 0] == 0.0
+
+
+def test_stats_round_trip_and_flat_names():
+    st = FeatureStats([ViewStats("poi", "counts", ["a", "b"], [1.0, 2.0], [1.0, 0.5], n_present=3)], n_regions=4)
+    assert FeatureStats.from_json(st.to_json()) == st
+    assert st.input_columns() == ["poi__a", "poi__b"]
+    assert feature_column("poi", "a") == "poi__a" and present_column("poi") == "poi___present"
+
+
+def test_shards_are_deterministic_and_cover_every_region():
+    ids = [f"r{i}" for i in range(500)]
+    for world in (1, 2, 3):
+        owners = [shard_of(i, world) for i in ids]
+        assert owners == [shard_of(i, world) for i in ids]
+        assert set(owners) == set(range(world))
+    counts = np.bincount([shard_of(i, 2) for i in ids])
+    assert abs(counts[0] - counts[1]) < 60  # roughly balanced
+
+
+def test_checkpoint_files_latest_and_pruning(tmp_path):
+    d = tmp_path / "cfg" / "run1"
+    for e in range(1, 5):
+        ckpt.save_checkpoint(d, {"global_epoch": e, "module": {"w": torch.full((2,), float(e))}}, keep=2)
+    files = ckpt.list_checkpoints(d)
+    assert [p.name for p in files] == ["epoch_000003.pt", "epoch_000004.pt"]
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(d))
+    assert state["global_epoch"] == 4 and state["module"]["w"].tolist() == [4.0, 4.0]
+    assert not list(d.glob("*.tmp"))
+    ckpt.mark_latest(tmp_path, "cfg", "run1")
+    assert ckpt.latest_run_id(tmp_path, "cfg") == "run1" and ckpt.latest_run_id(tmp_path, "other") is None
+    assert ckpt.fingerprint({"a": 1}, 2) == ckpt.fingerprint({"a": 1}, 2) != ckpt.fingerprint({"a": 2}, 2)
+
+
+def test_payload_bytes_are_identical_for_equal_payloads():
+    """Ranks return the encoded payload: equal bytes, so concurrent writes of it cannot corrupt it."""
+    payload = {"state": {"w": torch.arange(4.0)}, "history": [{"loss": 1.5, "stage": "intra"}]}
+    a = encode_payload(payload)
+    assert a == encode_payload({"state": {"w": torch.arange(4.0)}, "history": [{"loss": 1.5, "stage": "intra"}]})
+    out = decode_payload(a)
+    assert out["history"] == payload["history"] and torch.equal(out["state"]["w"], payload["state"]["w"])
