@@ -52,7 +52,9 @@ class Standardizer:
         mean = vals.sum(0) / count
         var = (torch.where(finite, sub - mean, torch.zeros((), dtype=t.dtype)) ** 2).sum(0) / count
         std = var.sqrt()
-        std = torch.where(std > eps, std, torch.ones_like(std))
+        # relative cut-off too: a constant float32 column keeps a rounding-error std of ~1e-7 * |mean|
+        tol = torch.clamp(mean.abs() * 1e-5, min=eps)
+        std = torch.where(std > tol, std, torch.ones_like(std))
         return cls(mean=mean, std=std)
 
     def transform(self, x: Any, mask: Any | None = None) -> Tensor:
