@@ -9,6 +9,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cookie.evaluation.config import EvaluationConfig
+from cookie.training.config import TrainConfig
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the offending key."""
@@ -188,8 +191,8 @@ class Config(_Strict):
     views: list[ViewConfig]
     labels: list[ViewConfig] = Field(default_factory=list)
     model: dict[str, Any] = Field(default_factory=dict)  # validated by cookie.model
-    train: dict[str, Any] = Field(default_factory=dict)
-    evaluation: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     base_dir: str = "."  # where relative paths resolve; set by load_config to the repo root
 
     @model_validator(mode="after")
@@ -228,6 +231,16 @@ class Config(_Strict):
 
     def warehouse_path(self) -> str:
         return str(Path(self.resolve(self.output.warehouse)) / self.name)
+
+    def model_settings(self) -> Any:
+        """The ``model:`` section validated as a :class:`cookie.model.ModelConfig` (imports torch)."""
+        from cookie.model.config import ModelConfig
+
+        try:
+            return ModelConfig.model_validate(self.model)
+        except ValidationError as exc:
+            lines = _format_errors(exc).replace("\n  ", "\n  model.")
+            raise ConfigError(f"config {self.name}: invalid model section\n  model.{lines.lstrip()}") from exc
 
 
 def _format_errors(err: ValidationError) -> str:

@@ -69,16 +69,21 @@ def summary(config: str, timings: dict[str, float]) -> None:
     print(f"demo on {cfg.name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
           + f" (total {sum(timings.values()):.0f} s)")
     if rows:
-        keys = sorted({k for _, _, _, m in rows for k in m})
-        print(f"\n{'metric':<44}" + "".join(f"{a + ' v' + str(v):>16}" for a, v, _, _ in rows))
+        def num(m: dict[str, str], k: str) -> float | None:
+            try:
+                return float(m[k])
+            except (KeyError, ValueError):
+                return None
+
+        keys = sorted({k for _, _, _, m in rows for k in m if not k.endswith("_std") and num(m, k) is not None})
+        print(f"\n{'metric (mean +- std)':<40}" + "".join(f"{a + ' v' + str(v):>22}" for a, v, _, _ in rows))
         for k in keys:
-            vals = []
+            cells = []
             for _, _, _, m in rows:
-                try:
-                    vals.append(f"{float(m[k]):>16.4f}" if k in m else f"{'-':>16}")
-                except ValueError:
-                    vals.append(f"{m[k]:>16}")
-            print(f"{k:<44}" + "".join(vals))
+                mean, std = num(m, k), num(m, k + "_std")
+                cell = "-" if mean is None else f"{mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
+                cells.append(f"{cell:>22}")
+            print(f"{k:<40}" + "".join(cells))
     wh = cfg.warehouse_path()
     print("\nwhere to look:")
     print(f"  feature tables   {wh}/regions, {wh}/view_*, {wh}/label_*")

@@ -1,0 +1,153 @@
+"""The evaluate job's work, callable from code: a registered model version -> metrics, report, MLflow.
+
+    from cookie.config import load_config
+    from cookie.evaluation.pipeline import evaluate_version
+    out = evaluate_version(load_config("conf/manhattan180.yaml"), alias="challenger")
+    out.metrics["crime.ridge_kfold.R2"], out.report_dir, out.eval_run_id
+
+Reads the embeddings of the version from the ``embeddings`` Delta table (trainer's contract), the label
+tables named by the config's ``evaluation.tasks`` and the ``regions`` table (centroids for spatial blocks,
+WKB geometry for the maps), runs the tasks (:mod:`cookie.evaluation.runner`), writes the report and logs
+everything to MLflow (:mod:`cookie.evaluation.registry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cookie.evaluation.config import EvaluationConfig, TaskConfig
+from cookie.evaluation.registry import VersionRef, log_evaluation, resolve_version, tracking_uri
+from cookie.evaluation.registry import client as make_client
+from cookie.evaluation.runner import EvaluationResult, run_tasks, write_report
+from cookie.evaluation.tables import LabelRows, MissingTable, load_embeddings, load_label, load_regions
+
+__all__ = ["EvaluationOutput", "evaluate_ref", "evaluate_version", "evaluation_config", "registered_model_name"]
+
+
+def evaluation_config(cfg: Any) -> EvaluationConfig:
+    """The config's ``evaluation`` section as :class:`EvaluationConfig` (a plain dict is validated)."""
+    ev = getattr(cfg, "evaluation", None)
+    if isinstance(ev, EvaluationConfig):
+        return ev
+    return EvaluationConfig.model_validate(ev or {})
+
+
+def registered_model_name(cfg: Any) -> str:
+    """``evaluation.model_name``, else the trainer's ``train.registered_model_name``, else ``cookie_<name>``."""
+    ev = evaluation_config(cfg)
+    trained = getattr(getattr(cfg, "train", None), "registered_model_name", None)
+    return ev.model_name or trained or f"cookie_{cfg.name}"
+
+
+@dataclass
+class EvaluationOutput:
+    ref: VersionRef
+    result: EvaluationResult
+    metrics: dict[str, float]
+    report_dir: Path
+    files: dict[str, Path]
+    eval_run_id: str | None
+
+
+def evaluate_ref(
+    cfg: Any,
+    ref: VersionRef,
+    mlflow_client: Any | None = None,
+    report_dir: str | Path | None = None,
+    log: bool = True,
+    maps: bool | None = None,
+    tasks: list[TaskConfig] | None = None,
+    say: Callable[[str], None] = print,
+    alias: str | None = None,
+) -> EvaluationOutput:
+    """Evaluate the embeddings of ``ref`` (see the module docstring)."""
+    ev = evaluation_config(cfg)
+    tasks = list(ev.tasks if tasks is None else tasks)
+    if not tasks:
+        raise ValueError(f"config {cfg.name!r} has no evaluation.tasks")
+    emb = load_embeddings(cfg, ref.name, model_version=ref.version,
+                          run_id=ref.run_id if ref.version is None else None, table=ev.embeddings_table)
+    X = emb.column(ev.embedding_column)
+    valid = np.any(X != 0, axis=1) & np.all(np.isfinite(X), axis=1)
+    say(f"{ref.label()}: {X.shape[0]} regions x {X.shape[1]} dims ({ev.embedding_column}); "
+        f"{int((~valid).sum())} all-zero / non-finite rows left out")
+
+    try:
+        regions = load_regions(cfg)
+    except MissingTable:
+        regions = None
+    centroids = None
+    if regions is not None and {"centroid_lon", "centroid_lat"} <= set(regions.columns):
+        centroids = {r: (lo, la) for r, lo, la in zip(regions["region_id"], regions["centroid_lon"], regions["centroid_lat"])}
+
+    cache: dict[tuple[Any, ...], LabelRows] = {}
+
+    def labels(task: TaskConfig) -> LabelRows:
+        key = (task.table, tuple(task.columns), tuple(task.exclude_columns), task.subset_table, task.subset_column,
+               task.require_present, task.normalise_rows)
+        if key not in cache:
+            cache[key] = load_label(cfg, task.table, task.columns, task.subset_column, task.require_present,
+                                    task.normalise_rows, task.exclude_columns, task.subset_table)
+        return cache[key]
+
+    result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid, log=say)
+    metrics = result.metrics()
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if report_dir is None:
+        base = Path(cfg.resolve(ev.report_dir)) / cfg.name / ref.name
+        report_dir = base / (f"v{ref.version}" if ref.version is not None else f"run-{ref.run_id}") / stamp
+    info = {
+        "config": cfg.name,
+        "model": ref.name,
+        "version": ref.version,
+        "alias": alias or ", ".join(ref.aliases) or "-",
+        "training run": ref.run_id,
+        "embedding column": ev.embedding_column,
+        "regions with an embedding": len(emb.ids),
+        "primary metric": ev.primary_metric,
+        "evaluated at (UTC)": stamp,
+    }
+    files = write_report(result, report_dir, regions=regions, embedding=(emb.ids, X), title=ref.label(),
+                         info=info, dataset=cfg.name, method=ref.name,
+                         maps=ev.maps if maps is None else maps)
+    say(f"report: {Path(report_dir) / 'report.md'}")
+
+    run_id = None
+    if log:
+        mc = mlflow_client or make_client(tracking_uri(cfg))
+        params = {f"task.{t.key}": t.model_dump_json(exclude={"name", "protocol"}) for t in tasks}
+        params.update({"embedding_column": ev.embedding_column, "region_order": ev.region_order,
+                       "embeddings_table": ev.embeddings_table, "n_regions": len(emb.ids)})
+        run_id = log_evaluation(
+            mc, ev.experiment_name(cfg.name), ref, metrics, params=params, artifacts_dir=report_dir,
+            tags={"cookie.config": cfg.name, "cookie.alias": alias or ""}, primary_metric=ev.primary_metric,
+            log_to_training_run=ev.log_to_training_run,
+        )
+        say(f"logged evaluation run {run_id} in experiment {ev.experiment_name(cfg.name)!r}")
+    return EvaluationOutput(ref=ref, result=result, metrics=metrics, report_dir=Path(report_dir), files=files, eval_run_id=run_id)
+
+
+def evaluate_version(
+    cfg: Any,
+    model_name: str | None = None,
+    alias: str | None = None,
+    version: int | None = None,
+    run_id: str | None = None,
+    mlflow_client: Any | None = None,
+    **kwargs: Any,
+) -> EvaluationOutput:
+    """Resolve the version (default: the config's alias, ``challenger``) and :func:`evaluate_ref` it."""
+    ev = evaluation_config(cfg)
+    name = model_name or registered_model_name(cfg)
+    if alias is None and version is None and run_id is None:
+        alias = ev.alias
+    mc = mlflow_client or make_client(tracking_uri(cfg))
+    ref = resolve_version(mc, name, alias=alias, version=version, run_id=run_id)
+    return evaluate_ref(cfg, ref, mlflow_client=mc, alias=alias, **kwargs)

@@ -1,0 +1,286 @@
+"""Run the configured tasks on one embedding matrix and write the report (no MLflow here).
+
+    from cookie.evaluation.runner import run_tasks, write_report
+    result = run_tasks(cfg.evaluation.tasks, ids, X, labels=lambda task: load_label(...), centroids=...)
+    result.metrics()   # {"crime.ridge_kfold.R2": 0.71, "crime.ridge_kfold_repeated.R2_std": 0.02, ...}
+    write_report(result, "reports/x", regions=regions_df, embedding=(ids, X), title="cookie_manhattan180 v3")
+
+Rows are matched by region id: a task evaluates the regions that have both an embedding and a usable label
+row, in the order of :func:`cookie.evaluation.tables.order_ids` (numeric ids in numeric order, so
+Manhattan-180's unshuffled folds are the published ones).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from cookie.evaluation import protocols as P
+from cookie.evaluation.config import CLUSTERING_PROTOCOLS, REGRESSION_PROTOCOLS, TaskConfig
+from cookie.evaluation.protocols import ProtocolResult
+from cookie.evaluation.report import markdown_table
+from cookie.evaluation.tables import LabelRows, order_ids
+
+__all__ = ["EvaluationResult", "TaskOutcome", "run_protocol", "run_task", "run_tasks", "write_report"]
+
+
+@dataclass
+class TaskOutcome:
+    """One task's protocol result and the rows (region ids, targets) it was computed on."""
+
+    task: TaskConfig
+    result: ProtocolResult
+    ids: list[str]
+    y: np.ndarray
+
+    @property
+    def key(self) -> str:
+        return self.task.key
+
+    def metrics(self) -> dict[str, float]:
+        """``{"<task>.<protocol>.<metric>": mean, "<...>_std": std}`` (std only for multi-run protocols)."""
+        out: dict[str, float] = {}
+        for m, v in self.result.mean.items():
+            out[f"{self.key}.{m}"] = float(v)
+            s = self.result.std.get(m)
+            if s is not None:
+                out[f"{self.key}.{m}_std"] = float(s)
+        return out
+
+
+@dataclass
+class EvaluationResult:
+    """All tasks of one evaluation."""
+
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # task key -> why
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for o in self.outcomes:
+            out.update(o.metrics())
+        return out
+
+    def records(self, dataset: str, method: str) -> list[dict[str, Any]]:
+        """Report records (dataset, method, task, protocol, metric, mean, std), protocol as in the config."""
+        recs = []
+        for o in self.outcomes:
+            for r in o.result.to_records(dataset, method, o.task.name):
+                r["protocol"] = f"{o.task.protocol} ({o.result.protocol})"
+                recs.append(r)
+        return recs
+
+    def __getitem__(self, key: str) -> float:
+        return self.metrics()[key]
+
+
+def _seeds(v: Any) -> Any:
+    """``seeds: 3`` means seeds 1..3 (the published protocols count from 1); a list is used as is."""
+    if isinstance(v, int):
+        return list(range(1, v + 1))
+    return v
+
+
+def run_protocol(
+    protocol: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    options: Mapping[str, Any] | None = None,
+    centroids: np.ndarray | None = None,
+) -> ProtocolResult:
+    """One protocol of :mod:`cookie.evaluation.protocols` by its config name."""
+    opts = dict(options or {})
+    if "seeds" in opts:
+        opts["seeds"] = _seeds(opts["seeds"])
+    if protocol == "ridge_kfold":
+        return P.ridge_kfold(X, y, **opts)
+    if protocol == "ridge_kfold_repeated":
+        return P.ridge_kfold_repeated(X, y, **opts)
+    if protocol == "rf_split":
+        opts.setdefault("n_jobs", 2)
+        return P.rf_split(X, y, **opts)
+    if protocol == "landuse_mlp":
+        return P.landuse_mlp(X, y, **opts)
+    if protocol == "dominant_class":
+        return P.dominant_class(X, y, **opts)
+    if protocol == "kmeans":
+        return P.kmeans_clustering(X, np.asarray(y).astype(int), **opts)
+    if protocol == "kmeans_repeated":
+        return P.kmeans_clustering_repeated(X, np.asarray(y).astype(int), **opts)
+    if protocol == "spatial_block":
+        if centroids is None:
+            raise ValueError("spatial_block needs the regions' centroids")
+        n_bins, cell = opts.pop("n_bins", None), opts.pop("cell_size", None)
+        blocks = P.grid_blocks(centroids, cell_size=cell, n_bins=n_bins)
+        if opts.get("model") == "rf":
+            opts.setdefault("n_jobs", 2)
+        return P.spatial_block_cv(X, y, blocks, **opts)
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
+def run_task(
+    task: TaskConfig,
+    ids: Sequence[str],
+    X: np.ndarray,
+    label: LabelRows,
+    centroids: Mapping[str, tuple[float, float]] | None = None,
+    order: Literal["natural", "lexicographic"] = "natural",
+    valid: np.ndarray | None = None,
+) -> TaskOutcome:
+    """Evaluate ``X`` (rows = ``ids``) on one task; rows are the ids with an embedding and a label.
+
+    ``valid`` (bool per row of ``X``) drops embedding rows that must not count (e.g. all-zero rows of a
+    region the model never saw).
+    """
+    pos = {str(r): i for i, r in enumerate(ids) if valid is None or valid[i]}
+    lab = {r: i for i, r in enumerate(label.ids)}
+    common = order_ids([r for r in lab if r in pos], order)
+    if len(common) < 2:
+        raise ValueError(f"task {task.key}: only {len(common)} regions have both an embedding and the label")
+    Xa = np.asarray(X, dtype=float)[[pos[r] for r in common]]
+    ya = np.asarray(label.values)[[lab[r] for r in common]]
+    cents = None
+    if task.protocol == "spatial_block":
+        if centroids is None:
+            raise ValueError("spatial_block needs centroids")
+        cents = np.array([centroids[r] for r in common], dtype=float)
+    res = run_protocol(task.protocol, Xa, ya, task.options, cents)
+    return TaskOutcome(task=task, result=res, ids=common, y=ya)
+
+
+def run_tasks(
+    tasks: Iterable[TaskConfig],
+    ids: Sequence[str],
+    X: np.ndarray,
+    labels: Callable[[TaskConfig], LabelRows],
+    centroids: Mapping[str, tuple[float, float]] | None = None,
+    order: Literal["natural", "lexicographic"] = "natural",
+    valid: np.ndarray | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    log: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Every task in turn; ``labels(task)`` gives its label rows (cached per table and columns by the caller)."""
+    out = EvaluationResult()
+    for task in tasks:
+        try:
+            o = run_task(task, ids, X, labels(task), centroids, order, valid)
+        except Exception as exc:  # noqa: BLE001 - reported, or re-raised
+            if on_error == "raise":
+                raise
+            out.skipped[task.key] = f"{type(exc).__name__}: {exc}"
+            if log:
+                log(f"  {task.key}: skipped ({out.skipped[task.key]})")
+            continue
+        out.outcomes.append(o)
+        if log:
+            shown = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.4g}" for k, v in o.metrics().items())
+            log(f"  {task.key} on {len(o.ids)} regions: {shown}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------------
+def _geometries(regions: Any) -> tuple[list[str], list[Any]]:
+    import shapely
+
+    ids = [str(r) for r in regions["region_id"]]
+    geoms = list(shapely.from_wkb(np.asarray(regions["geometry_wkb"].tolist(), dtype=object)))
+    return ids, geoms
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_report(
+    result: EvaluationResult,
+    out_dir: str | Path,
+    regions: Any | None = None,
+    embedding: tuple[Sequence[str], np.ndarray] | None = None,
+    title: str = "evaluation",
+    info: Mapping[str, Any] | None = None,
+    dataset: str = "",
+    method: str = "",
+    maps: bool = True,
+    published: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Path]:
+    """Write ``report.md``, ``metrics.json`` and (``maps``) PNG maps into ``out_dir``.
+
+    Maps need ``regions`` (a DataFrame with ``region_id`` and ``geometry_wkb``): one predicted-vs-actual
+    map per regression task with maps on (out-of-fold / mean test predictions; regions not evaluated are
+    grey), and, with ``embedding=(ids, X)``, the first three principal components as RGB. ``published``
+    records are added to the table for comparison.
+
+    Returns ``{name: path}`` of every file written.
+    """
+    from cookie.evaluation import maps as MP
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    images: list[tuple[str, str]] = []
+    if maps and regions is not None and len(regions):
+        rid, geoms = _geometries(regions)
+        index = {r: i for i, r in enumerate(rid)}
+        for o in result.outcomes:
+            if not o.task.maps or o.task.protocol not in REGRESSION_PROTOCOLS or o.result.predictions is None:
+                continue
+            actual = np.full(len(rid), np.nan)
+            pred = np.full(len(rid), np.nan)
+            rows = [index.get(r) for r in o.ids]
+            for k, i in enumerate(rows):
+                if i is not None:
+                    actual[i] = o.y[k]
+                    pred[i] = o.result.predictions[k]
+            name = f"map_{_safe(o.key)}.png"
+            MP.plot_predicted_vs_actual(
+                geoms, actual, pred, out / name, title=f"{title}: {o.task.name}, {o.result.protocol}",
+                label=", ".join(o.task.columns), show_residual=True,
+            )
+            files[name] = out / name
+            images.append((f"{o.task.name} ({o.result.protocol}): actual, predicted, residual", name))
+        if embedding is not None:
+            eids, X = embedding
+            epos = {str(r): i for i, r in enumerate(eids)}
+            Xa = np.asarray(X, dtype=float)
+            full = np.full((len(rid), Xa.shape[1]), np.nan)
+            for r, i in index.items():
+                j = epos.get(r)
+                if j is not None:
+                    full[i] = Xa[j]
+            name = "map_embedding_pca_rgb.png"
+            MP.plot_embedding_rgb(geoms, full, out / name, title=f"{title}: embedding PC1-3 as RGB")
+            files[name] = out / name
+            images.append(("embedding, first three principal components as R, G, B", name))
+
+    metrics = result.metrics()
+    (out / "metrics.json").write_text(
+        json.dumps({"info": dict(info or {}), "metrics": metrics, "skipped": result.skipped}, indent=1, default=str)
+    )
+    files["metrics.json"] = out / "metrics.json"
+
+    lines = [f"# {title}", ""]
+    for k, v in (info or {}).items():
+        lines.append(f"- **{k}**: {v}")
+    if info:
+        lines.append("")
+    recs = result.records(dataset or "-", method or "this model") + [dict(r) for r in published]
+    lines += ["## Metrics", "", markdown_table(recs, include_source=bool(published)) if recs else "(no task ran)", ""]
+    lines += ["Metric names for MLflow / promotion: `<task>.<protocol>.<metric>`; `_std` is the std over runs.", ""]
+    lines += ["| metric | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v:.6g} |" for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))]
+    lines.append("")
+    if result.skipped:
+        lines += ["## Skipped tasks", ""] + [f"- `{k}`: {why}" for k, why in result.skipped.items()] + [""]
+    if images:
+        lines += ["## Maps", ""] + [f"### {cap}\n\n![{cap}]({name})\n" for cap, name in images]
+    (out / "report.md").write_text("\n".join(lines))
+    files["report.md"] = out / "report.md"
+    return files
