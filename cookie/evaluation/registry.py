@@ -152,7 +152,7 @@ def log_evaluation(
     run_name: str | None = None,
 ) -> str:
     """Log one evaluation (see the module docstring); returns the evaluation run id."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     exp_id = ensure_experiment(mlflow_client, experiment)
     all_tags = {

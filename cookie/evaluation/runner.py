@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cookie.evaluation import protocols as P
-from cookie.evaluation.config import CLUSTERING_PROTOCOLS, REGRESSION_PROTOCOLS, TaskConfig
+from cookie.evaluation.config import REGRESSION_PROTOCOLS, TaskConfig
 from cookie.evaluation.protocols import ProtocolResult
 from cookie.evaluation.report import markdown_table
 from cookie.evaluation.tables import LabelRows, order_ids
