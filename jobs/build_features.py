@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from cookie.config import ConfigError, load_config
     from cookie.etl import build_features
     from cookie.sources.vector import InputError
-    from cookie.spark import SparkSettings, StackNotLoaded, build_session
+    from cookie.spark import StackNotLoaded, build_session, settings_for
 
     try:
         cfg = load_config(args.config)
@@ -30,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        spark = build_session(SparkSettings(
-            app_name=f"cookie-features-{cfg.name}", master=args.master or cfg.spark.master,
-            driver_memory=cfg.spark.driver_memory, shuffle_partitions=cfg.spark.shuffle_partitions,
-            extra_conf=tuple(cfg.spark.conf.items())))
+        spark = build_session(settings_for(cfg, "features", args.master))
     except StackNotLoaded as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

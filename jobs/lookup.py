@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from cookie.config import ConfigError, load_config
-    from cookie.spark import SparkSettings, StackNotLoaded, build_session
+    from cookie.spark import StackNotLoaded, build_session, settings_for
 
     try:
         cfg = load_config(args.config)
@@ -39,10 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        spark = build_session(SparkSettings(
-            app_name=f"cookie-lookup-{cfg.name}", master=args.master or cfg.spark.master,
-            driver_memory=cfg.spark.driver_memory, shuffle_partitions=cfg.spark.shuffle_partitions,
-            extra_conf=tuple(cfg.spark.conf.items())))
+        spark = build_session(settings_for(cfg, "lookup", args.master))
     except StackNotLoaded as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
     from cookie.config import ConfigError, load_config
-    from cookie.spark import SparkSettings, StackNotLoaded, build_session
+    from cookie.spark import StackNotLoaded, build_session, settings_for
 
     try:
         cfg = load_config(args.config)
@@ -32,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        spark = build_session(SparkSettings(
-            app_name=f"cookie-train-{cfg.name}", master=args.master or cfg.spark.master,
-            driver_memory=cfg.spark.driver_memory, shuffle_partitions=cfg.spark.shuffle_partitions,
-            extra_conf=tuple(cfg.spark.conf.items())))
+        spark = build_session(settings_for(cfg, "train", args.master))
     except StackNotLoaded as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -87,9 +87,9 @@ def read_delta(
 
 
 def _read_catalog(cfg: Any, table: str, columns: Sequence[str] | None, filters: list[tuple[str, str, Any]] | None) -> pd.DataFrame:
-    from cookie.spark import SparkSettings, build_session  # only for Unity Catalog tables
+    from cookie.spark import build_session, settings_for  # only for Unity Catalog tables
 
-    spark = build_session(SparkSettings(app_name=f"cookie-evaluate-{cfg.name}", master=cfg.spark.master))
+    spark = build_session(settings_for(cfg, "evaluate"))
     df = spark.table(f"{cfg.output.catalog}.{cfg.name}_{table}")
     for col, op, val in filters or []:
         if op not in ("=", "=="):
