@@ -19,26 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from cookie.config import ConfigError, load_config
+    from cookie.cli import config_or_exit, fail, session_or_exit
     from cookie.etl import build_features
     from cookie.sources.vector import InputError
-    from cookie.spark import StackNotLoaded, build_session, settings_for
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        spark = build_session(settings_for(cfg, "features", args.master))
-    except StackNotLoaded as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    cfg = config_or_exit(args.config)
+    spark = session_or_exit(cfg, "features", args.master)
     try:
         report = build_features(spark, cfg, args.only)
     except (InputError, FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        fail(exc, 1)
     print(report.as_text())
     return 0
 

@@ -30,19 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --region and/or --lat/--lon")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from cookie.config import ConfigError, load_config
-    from cookie.spark import StackNotLoaded, build_session, settings_for
+    from cookie.cli import config_or_exit, session_or_exit
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        spark = build_session(settings_for(cfg, "lookup", args.master))
-    except StackNotLoaded as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    cfg = config_or_exit(args.config)
+    spark = session_or_exit(cfg, "lookup", args.master)
     from cookie.lookup import format_vector, lookup_points, lookup_regions
 
     missing = 0

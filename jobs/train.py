@@ -22,20 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
-    from cookie.config import ConfigError, load_config
-    from cookie.spark import StackNotLoaded, build_session, settings_for
+    from cookie.cli import config_or_exit, session_or_exit
 
-    try:
-        cfg = load_config(args.config)
-        cfg.model_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        spark = build_session(settings_for(cfg, "train", args.master))
-    except StackNotLoaded as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    cfg = config_or_exit(args.config, with_model=True)
+    spark = session_or_exit(cfg, "train", args.master)
     from cookie.training.job import train
 
     try:
