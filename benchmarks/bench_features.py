@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str]) -> int:
     configs = argv or ["conf/helsinki.yaml", "conf/manhattan180.yaml", "conf/nyc_tracts.yaml"]
     from cookie.config import load_config
-    from cookie.etl import build_features
+    from cookie.etl.job import build_features
     from cookie.spark import SparkSettings, build_session
 
     t0 = time.time()

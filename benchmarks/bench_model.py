@@ -31,9 +31,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cookie.model import ModelConfig, build_model, log1p_zscore  # noqa: E402
+from cookie.model import ModelConfig, build_model  # noqa: E402
 from cookie.model.efficiency import profile_model  # noqa: E402
-from cookie.model.preprocess import od_row_col_features  # noqa: E402
+from cookie.preprocessing import log1p_zscore  # noqa: E402
 from cookie.model.synthetic import planted_views  # noqa: E402
 
 #: docs/method.md's figures for a minimal implementation (mean of 3 seeds), crime / check-in R2
@@ -89,7 +89,7 @@ def ratios(rows: list[dict]) -> None:
 def manhattan_views(root: Path) -> dict[str, torch.Tensor]:
     od = np.load(root / "hrep" / "mobility_adj.npy")[0]
     return {
-        "mobility": log1p_zscore(od_row_col_features(od)),  # out-row + in-column counts, 360 features
+        "mobility": log1p_zscore(np.hstack([od, od.T])),  # out-row + in-column counts, 360 features
         "poi": log1p_zscore(np.load(root / "hafusion" / "poi_dist.npy")),
         "landuse": log1p_zscore(np.load(root / "hafusion" / "landUse_dist.npy")),
     }

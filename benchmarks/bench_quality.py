@@ -6,7 +6,7 @@
 
 Datasets (read from the warehouse built by ``make features CONFIG=conf/manhattan180.yaml`` /
 ``CONFIG=conf/nyc_tracts.yaml``; without those tables the ``shared/data`` loaders of
-:mod:`cookie.evaluation.datasets` are used and the script says so):
+:mod:`datasets` are used and the script says so):
 
 * **Manhattan-180** -- views mobility (taxi OD: totals, out-row and in-column counts), POI (26), land use
   (11). Tasks: crime and check-in (Ridge(1), 5-fold unshuffled, clip 0 -- MVURE / MGFN / HREP), service
@@ -73,7 +73,7 @@ import torch  # noqa: E402
 
 from cookie.evaluation import protocols as P  # noqa: E402
 from cookie.evaluation import quality as Q  # noqa: E402
-from cookie.evaluation.published import MANHATTAN, PUBLISHED, TRACTS  # noqa: E402
+from published import MANHATTAN, PUBLISHED, TRACTS  # noqa: E402
 from cookie.evaluation.report import markdown_table  # noqa: E402
 from cookie.model import ModelConfig, build_model  # noqa: E402
 
@@ -90,7 +90,7 @@ def say(msg: str) -> None:
 # ==================================================================================================
 @dataclass
 class Data:
-    name: str  # dataset id of cookie.evaluation.published
+    name: str  # dataset id of published
     source: str  # where it was read from
     ids: list[str]
     feats: dict[str, np.ndarray]
@@ -139,7 +139,7 @@ def manhattan_data() -> Data:
                     list(regions["geometry_wkb"]), np.ones(len(ids), bool))
     say("Manhattan-180: warehouse tables missing -- run `make features CONFIG=conf/manhattan180.yaml`; "
         "falling back to the shared/data loaders")
-    from cookie.evaluation.datasets import load_manhattan180
+    from datasets import load_manhattan180
 
     import shapely
 
@@ -184,7 +184,7 @@ def nyc_data() -> Data:
                     {"population-density": pop, "landuse": np.nan_to_num(shares)}, list(regions["geometry_wkb"]), rows)
     say("NYC tracts: warehouse tables missing -- run `make features CONFIG=conf/nyc_tracts.yaml`; "
         "falling back to the shared/data loaders")
-    from cookie.evaluation.datasets import load_nyc_tracts
+    from datasets import load_nyc_tracts
 
     import shapely
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from cookie.exceptions import StackNotLoaded
+
 SPARK_MINOR = "4.0"
 SCALA = "2.13"
 SEDONA_VERSION = "1.8.0"
@@ -24,10 +26,6 @@ DELTA_VERSION = "4.4.0"
 SEDONA_PACKAGE = f"org.apache.sedona:sedona-spark-shaded-{SPARK_MINOR}_{SCALA}:{SEDONA_VERSION}"
 DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_MINOR}_{SCALA}:{DELTA_VERSION}"
 PACKAGES = (DELTA_PACKAGE, SEDONA_PACKAGE, GEOTOOLS_WRAPPER)
-
-
-class StackNotLoaded(RuntimeError):
-    """Sedona or Delta classes are missing from the running JVM."""
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from cookie.config.project import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    env = os.environ.get("COOKIE_SHARED_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO / "benchmarks"))  # benchmark-only modules (published tables, dataset loaders)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    d = shared_data_dir()
+    d = shared_data_dir(REPO)
     if not d.is_dir():
         pytest.skip(f"benchmark data not found at {d} (set COOKIE_SHARED_DATA)")
     return d

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from cookie.evaluation.config import EvaluationConfig, TaskConfig
-from cookie.evaluation.registry import VersionRef, log_evaluation, resolve_version, tracking_uri
-from cookie.evaluation.registry import client as make_client
+from cookie.config.evaluation import EvaluationConfig, TaskConfig
+from cookie.storage.tracking import (VersionRef, artifact_location, experiment_name, log_evaluation,
+                                     registered_model_name, resolve_version, tracking_uri)
+from cookie.storage.tracking import client as make_client
 from cookie.evaluation.runner import EvaluationResult, run_tasks, write_report
-from cookie.evaluation.tables import LabelRows, MissingTable, load_embeddings, load_label, load_regions
+from cookie.exceptions import MissingTable
+from cookie.storage.delta import LabelRows, load_embeddings, load_label, load_regions
 
 __all__ = ["EvaluationOutput", "evaluate_ref", "evaluate_version", "evaluation_config", "registered_model_name"]
 
@@ -36,13 +38,6 @@ def evaluation_config(cfg: Any) -> EvaluationConfig:
     if isinstance(ev, EvaluationConfig):
         return ev
     return EvaluationConfig.model_validate(ev or {})
-
-
-def registered_model_name(cfg: Any) -> str:
-    """``evaluation.model_name``, else the trainer's ``train.registered_model_name``, else ``cookie_<name>``."""
-    ev = evaluation_config(cfg)
-    trained = getattr(getattr(cfg, "train", None), "registered_model_name", None)
-    return ev.model_name or trained or f"cookie_{cfg.name}"
 
 
 @dataclass
@@ -126,11 +121,11 @@ def evaluate_ref(
         params.update({"embedding_column": ev.embedding_column, "region_order": ev.region_order,
                        "embeddings_table": ev.embeddings_table, "n_regions": len(emb.ids)})
         run_id = log_evaluation(
-            mc, ev.experiment_name(cfg.name), ref, metrics, params=params, artifacts_dir=report_dir,
+            mc, experiment_name(cfg), artifact_location(cfg), ref, metrics, params=params, artifacts_dir=report_dir,
             tags={"cookie.config": cfg.name, "cookie.alias": alias or ""}, primary_metric=ev.primary_metric,
             log_to_training_run=ev.log_to_training_run,
         )
-        say(f"logged evaluation run {run_id} in experiment {ev.experiment_name(cfg.name)!r}")
+        say(f"logged evaluation run {run_id} in experiment {experiment_name(cfg)!r}")
     return EvaluationOutput(ref=ref, result=result, metrics=metrics, report_dir=Path(report_dir), files=files, eval_run_id=run_id)
 
 

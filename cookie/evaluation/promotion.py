@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from cookie.evaluation.registry import VersionRef, ensure_experiment, resolve_version, version_score
+from cookie.storage.tracking import VersionRef, ensure_experiment, resolve_version, version_score
 
 __all__ = ["Decision", "decide", "promote"]
 

@@ -3,7 +3,7 @@
 A record is a mapping (or an object with attributes) with the keys ``dataset, method, task, protocol,
 metric, mean, std``; ``std`` may be ``None`` (single-run protocol or a published number without one), and
 ``source`` is optional. :meth:`cookie.evaluation.protocols.ProtocolResult.to_records` and
-:data:`cookie.evaluation.published.PUBLISHED` produce such records.
+:data:`published.PUBLISHED` produce such records.
 
 Two layouts:
 

@@ -6,7 +6,7 @@
     write_report(result, "reports/x", regions=regions_df, embedding=(ids, X), title="cookie_manhattan180 v3")
 
 Rows are matched by region id: a task evaluates the regions that have both an embedding and a usable label
-row, in the order of :func:`cookie.evaluation.tables.order_ids` (numeric ids in numeric order, so
+row, in the order of :func:`cookie.storage.delta.order_ids` (numeric ids in numeric order, so
 Manhattan-180's unshuffled folds are the published ones).
 """
 
@@ -22,10 +22,10 @@ from typing import Any, Literal
 import numpy as np
 
 from cookie.evaluation import protocols as P
-from cookie.evaluation.config import REGRESSION_PROTOCOLS, TaskConfig
+from cookie.config.evaluation import REGRESSION_PROTOCOLS, TaskConfig
 from cookie.evaluation.protocols import ProtocolResult
 from cookie.evaluation.report import markdown_table
-from cookie.evaluation.tables import LabelRows, order_ids
+from cookie.storage.delta import LabelRows, order_ids
 
 __all__ = ["EvaluationResult", "TaskOutcome", "run_protocol", "run_task", "run_tasks", "write_report"]
 

@@ -10,21 +10,18 @@ embeddings out.
 """
 
 from cookie.model.base import RegionModel, RegionModule, Stage
-from cookie.model.config import ModelConfig
-from cookie.model.factory import build_model, build_module
+from cookie.config.model import ModelConfig
+from cookie.model.factory import build_model, build_module, load_model, model_from_state
 from cookie.model.losses import info_nce
-from cookie.model.preprocess import Standardizer, log1p_zscore, prepare_view, zscore
 
 __all__ = [
     "ModelConfig",
     "RegionModel",
     "RegionModule",
     "Stage",
-    "Standardizer",
     "build_model",
     "build_module",
     "info_nce",
-    "log1p_zscore",
-    "prepare_view",
-    "zscore",
+    "load_model",
+    "model_from_state",
 ]

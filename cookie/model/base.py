@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cookie.model.config import ModelConfig
+from cookie.config.model import ModelConfig
 
 FORMAT = "cookie.model"
 FORMAT_VERSION = 1
@@ -50,6 +50,10 @@ def check_view_name(name: str) -> None:
             f"view name {name!r} must be non-empty, alphanumeric or '_', without '__' "
             "(it is used in block names such as shared_<a>__<b>)"
         )
+
+
+#: Sums a tensor over every shard of the rows (identity when one process holds them all).
+Reduce = Callable[[Tensor], Tensor]
 
 
 class RegionModule(nn.Module):
@@ -79,8 +83,13 @@ class RegionModule(nn.Module):
         """Total loss of one step of ``stage`` and its detached parts (for logging)."""
         raise RuntimeError(f"{type(self).__name__} has no trainable objective")
 
-    def prefit(self, views: Views, masks: Masks) -> None:
-        """Fit statistics (baselines) before any stage runs; learned models do nothing."""
+    def prefit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
+        """Fit statistics (baselines) before any stage runs; learned models do nothing.
+
+        ``reduce`` sums a tensor over every process that holds a shard of the rows (an all-reduce in
+        distributed training); ``None`` means these rows are all of them. Statistics built only from
+        such sums are the same whether the rows sit in one process or many.
+        """
 
     # ---- embedding --------------------------------------------------------------------
     def block_specs(self) -> list[tuple[str, int]]:
@@ -360,28 +369,6 @@ class RegionModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state(), path)
         return path
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], map_location: str | torch.device = "cpu") -> "RegionModel":
-        from cookie.model.factory import build_model
-
-        if state.get("format") != FORMAT:
-            raise ValueError("not a cookie model file")
-        if int(state.get("version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"model file version {state['version']} is newer than this code ({FORMAT_VERSION})")
-        config = ModelConfig.model_validate(state["config"])
-        view_dims = dict(zip(state["view_names"], state["view_dims"], strict=True))
-        model = build_model(config, view_dims)
-        model.module.load_state_dict(state["state_dict"])
-        model.fitted = bool(state.get("fitted", True))
-        model.module.eval()
-        return model.to(map_location)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> "RegionModel":
-        """Rebuild a model saved with :meth:`save`."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        return cls.from_state(state, map_location)
 
     def __repr__(self) -> str:
         return (

@@ -3,8 +3,9 @@
 - ``raw``: every view z-scored and concatenated (one block per view);
 - ``raw_pca``: the same, projected by PCA to CooKIE's embedding width (M + M(M-1)/2) * d;
 - ``single_view``: one view z-scored alone.
-They have no trainable weights and no stages: :meth:`prefit` fits their statistics, stored as
-buffers so that save/load works like for the learned models. (The ablations ``intra_only`` and
+They have no trainable weights and no stages: :meth:`prefit` fits their statistics from sums over the
+rows (so that ranks holding shards fit the same statistics as one process holding every row), stored
+as buffers so that save/load works like for the learned models. (The ablations ``intra_only`` and
 ``pair_only`` are CooKIE with a stage switched off, in :mod:`cookie.model.cookie`.)
 """
 
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from cookie.model.base import Masks, RegionModule, Views
-from cookie.model.config import ModelConfig
+from cookie.model.base import Masks, Reduce, RegionModule, Views
+from cookie.config.model import ModelConfig
 
 
 class ViewStandardizer(nn.Module):
@@ -27,14 +28,17 @@ class ViewStandardizer(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
-    def fit(self, x: Tensor, mask: Tensor | None) -> None:
-        rows = x if mask is None else x[mask]
-        if rows.shape[0] == 0:
+    def fit(self, x: Tensor, mask: Tensor | None, reduce: Reduce | None = None) -> None:
+        rows = (x if mask is None else x[mask]).double()
+        red = reduce or (lambda t: t)
+        n = red(torch.tensor([float(rows.shape[0])], dtype=torch.float64, device=x.device))[0]
+        if float(n) == 0:
             return
-        mean = rows.mean(0)
-        std = rows.std(0, unbiased=False)
-        self.mean.copy_(mean)
-        self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
+        mean = red(rows.sum(0)) / n
+        var = (red((rows * rows).sum(0)) / n - mean * mean).clamp(min=0.0)
+        std = var.sqrt()
+        self.mean.copy_(mean.float())
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).float())
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         z = (x - self.mean) / self.std
@@ -50,9 +54,9 @@ class RawModule(RegionModule):
         super().__init__(view_dims, config)
         self.standardizers = nn.ModuleList(ViewStandardizer(view_dims[v]) for v in self.view_names)
 
-    def prefit(self, views: Views, masks: Masks) -> None:
+    def prefit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
         for st, v in zip(self.standardizers, self.view_names):
-            st.fit(views[v], masks.get(v))
+            st.fit(views[v], masks.get(v), reduce)
 
     def block_specs(self) -> list[tuple[str, int]]:
         return [(f"raw_{v}", self.view_dims[v]) for v in self.view_names]
@@ -79,11 +83,17 @@ class RawPCAModule(RawModule):
         self.register_buffer("pca_mean", torch.zeros(total))
         self.register_buffer("components", torch.zeros(self.width, total))
 
-    def prefit(self, views: Views, masks: Masks) -> None:
-        super().prefit(views, masks)
+    def prefit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
+        super().prefit(views, masks, reduce)
+        red = reduce or (lambda t: t)
         z = torch.cat(self.standardized(views, masks), dim=1).double()
-        mean = z.mean(0)
-        _, _, vh = torch.linalg.svd(z - mean, full_matrices=False)
+        n = red(torch.tensor([float(z.shape[0])], dtype=torch.float64, device=z.device))[0]
+        mean = red(z.sum(0)) / n
+        cov = red(z.T @ z) / n - torch.outer(mean, mean)
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        order = torch.argsort(evals, descending=True)
+        rank = int((evals > 1e-10 * max(float(evals.max()), 1e-30)).sum())
+        vh = evecs[:, order].T[: min(rank, int(n))]
         # deterministic signs: the largest-magnitude loading of every component is positive
         sign = torch.sign(vh[torch.arange(vh.shape[0]), vh.abs().argmax(1)])
         sign[sign == 0] = 1

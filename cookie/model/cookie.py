@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from cookie.model.augment import Augmenter
 from cookie.model.base import Masks, RegionModule, Stage, Views
-from cookie.model.config import ModelConfig
+from cookie.config.model import ModelConfig
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead
 from cookie.model.losses import ClubRemoval, info_nce

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from cookie.model.base import RegionModel, RegionModule
+from cookie.model.base import FORMAT, FORMAT_VERSION, RegionModel, RegionModule
 from cookie.model.baselines import RawModule, RawPCAModule, SingleViewModule
-from cookie.model.config import ModelConfig
+from cookie.config.model import ModelConfig
 from cookie.model.cookie import CooKIEModule
 from cookie.model.gfactorcl import GFactorCLModule
 
@@ -43,3 +46,24 @@ def build_model(config: ModelConfig, view_dims: Mapping[str, int]) -> RegionMode
         module = build_module(config, {k: int(v) for k, v in view_dims.items()})
     module.eval()
     return RegionModel(config, module)
+
+
+def model_from_state(state: Mapping[str, Any], map_location: str | torch.device = "cpu") -> RegionModel:
+    """Rebuild a model from :meth:`RegionModel.state` (a saved file's contents)."""
+    if state.get("format") != FORMAT:
+        raise ValueError("not a cookie model file")
+    if int(state.get("version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"model file version {state['version']} is newer than this code ({FORMAT_VERSION})")
+    config = ModelConfig.model_validate(state["config"])
+    view_dims = dict(zip(state["view_names"], state["view_dims"], strict=True))
+    model = build_model(config, view_dims)
+    model.module.load_state_dict(state["state_dict"])
+    model.fitted = bool(state.get("fitted", True))
+    model.module.eval()
+    return model.to(map_location)
+
+
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> RegionModel:
+    """Rebuild a model saved with :meth:`RegionModel.save`."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return model_from_state(state, map_location)

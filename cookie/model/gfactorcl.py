@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cookie.model.base import Masks, RegionModule, Stage, Views
-from cookie.model.config import ModelConfig
+from cookie.config.model import ModelConfig
 from cookie.model.cookie import augmenter_from, present_weight
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead

@@ -14,7 +14,7 @@ from itertools import combinations
 import torch
 from torch import Tensor
 
-from cookie.model.preprocess import zscore
+from cookie.preprocessing import zscore
 
 
 @dataclass
@@ -66,5 +66,5 @@ def planted_views(
             w = scale * torch.randn(f.shape[1], dims[m], generator=g) / f.shape[1] ** 0.5
             x = x + f @ w
         x = x + noise * torch.randn(n, dims[m], generator=g)
-        views[v] = zscore(x)
+        views[v] = torch.from_numpy(zscore(x.numpy() if isinstance(x, Tensor) else x))
     return PlantedViews(views=views, common=common, pair=pair, unique=unique)

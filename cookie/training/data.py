@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cookie import columns as C
-from cookie.training.features import (FeatureStats, ViewStats, feature_column, finalize_mean, finalize_std,
+from cookie import constants as C
+from cookie.preprocessing import (FeatureStats, ViewStats, feature_column, finalize_mean, finalize_std,
                                       present_column, transform_view)
 
-PRESENT = "_present"  # the ETL's mask column (cookie.modalities.common.PRESENT)
+PRESENT = "_present"  # the ETL's mask column (cookie.etl.features.common.PRESENT)
 
 
 # --------------------------------------------------------------------------- driver side (Spark)
@@ -41,7 +41,7 @@ class ViewTable:
 
 def view_tables(spark, cfg) -> list[ViewTable]:
     """The config's views, in config order, with their current Delta versions and feature names."""
-    from cookie import tables
+    from cookie.storage import delta as tables
 
     out = []
     for view in cfg.views:
@@ -130,7 +130,7 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
         if kind in ("counts", "zscore"):
             m, s = ("log_mean", "log_std") if kind == "counts" else ("mean", "std")
             mean = [finalize_mean(r[m]) for r in ordered]
-            std = [finalize_std(r[s]) for r in ordered]
+            std = [finalize_std(r[s], r[m]) for r in ordered]
         else:
             mean, std = [0.0] * len(vt.features), [1.0] * len(vt.features)
         out.append(ViewStats(name=vt.name, kind=kind, features=list(vt.features), mean=mean, std=std,
@@ -143,7 +143,7 @@ def flat_features(spark, cfg, stats: FeatureStats):
     ``<view>__<feature>`` and masks ``<view>___present``: the pyfunc's input format, as a DataFrame."""
     from pyspark.sql import functions as F
 
-    from cookie import tables
+    from cookie.storage import delta as tables
 
     frame = tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(C.REGION_ID)
     for vs in stats.views:

@@ -245,10 +245,10 @@ def _train(spec: WorkerSpec, rank: int, world: int, device, t_start: float) -> d
     from torch.nn.parallel import DistributedDataParallel
 
     from cookie.model import ModelConfig, build_model
-    from cookie.model.config import LEARNED_METHODS
+    from cookie.config.model import LEARNED_METHODS
     from cookie.training import checkpoint as ckpt
     from cookie.training.data import read_shard
-    from cookie.training.features import FeatureStats
+    from cookie.preprocessing import FeatureStats
 
     stats = FeatureStats.from_dict(spec.stats)
     config = ModelConfig.model_validate(spec.model_config)

@@ -23,12 +23,11 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
-from cookie import embeddings as E
-from cookie import registry
+from cookie.storage import tracking as registry
 from cookie.training import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     efficiency: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+    model: Any = None  # the trained RegionModel (None when stopped)
+    stats: Any = None  # its FeatureStats
 
     def summary(self) -> str:
         t, e = self.timing, self.efficiency
@@ -95,47 +96,22 @@ def _use_gpu(cfg, spark: SparkSession) -> bool:
     return True
 
 
-def _timing_metrics(timing: dict[str, float]) -> dict[str, float]:
-    return {f"timing/{k}": float(v) for k, v in timing.items()}
+class Published(Protocol):
+    """What a publish step reports back (see :func:`cookie.pipeline.publish`)."""
 
-
-@dataclass
-class Published:
     model_name: str
     model_version: int
     embeddings_table: str
     embeddings_table_version: int
-    timing: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, float]
 
 
-def publish(spark: SparkSession, cfg, model: Any, stats: Any, run_id: str, method: str = "") -> Published:
-    """Log the pyfunc into the active run, register it, write its embeddings, set the alias.
+#: Registers a trained model inside its still-open MLflow run: ``(spark, cfg, model, stats, run_id)``.
+Publish = Callable[[SparkSession, Any, Any, Any, str], Published]
 
-    All or nothing: if the table write or the alias fails, the version's rows and the version
-    itself are removed (and the registered model, if this call created it) before re-raising.
-    """
-    tc = cfg.train
-    name = registry.registered_model_name(cfg)
-    timing: dict[str, float] = {}
-    t = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="cookie-model-") as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(type hints|input example|input_example).*")
-        info = registry.log_pyfunc(model, stats, tmp, tc.pip_requirements, tc.embed_batch_size)
-    reg = registry.register(info.model_uri, name, tags={"run_id": run_id, "config": cfg.name, "method": method})
-    timing["register_s"] = time.perf_counter() - t
-    try:
-        t = time.perf_counter()
-        emb_version = E.write_embeddings(spark, cfg, model, stats, name, reg.version, run_id)
-        timing["embeddings_s"] = time.perf_counter() - t
-        registry.set_alias(name, tc.alias, reg.version)
-    except BaseException:
-        try:
-            E.delete_embeddings(spark, cfg, name, reg.version)
-        except Exception:  # pragma: no cover - best effort, the original error matters
-            log.exception("could not delete the embeddings of %s v%s", name, reg.version)
-        registry.rollback(reg)
-        raise
-    return Published(name, reg.version, str(E.location(cfg)), emb_version, timing)
+
+def _timing_metrics(timing: dict[str, float]) -> dict[str, float]:
+    return {f"timing/{k}": float(v) for k, v in timing.items()}
 
 
 def train(
@@ -146,6 +122,7 @@ def train(
     num_processes: int | None = None,
     stop_after_epochs: int | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    publish: Publish | None = None,
 ) -> TrainResult:
     """Train the config's model on its view tables, log, register and write the embeddings.
 
@@ -160,7 +137,7 @@ def train(
     from cookie.model import RegionModel
     from cookie.training.data import compute_stats
     from cookie.training.distributed import WorkerSpec, decode_payload, train_worker
-    from cookie.training.features import FeatureStats
+    from cookie.preprocessing import FeatureStats
 
     t_job = time.perf_counter()
     tc = cfg.train
@@ -169,15 +146,16 @@ def train(
     model_config = cfg.model_settings()
     t_uri, _ = registry.configure(cfg)
     base = cfg.resolve(tc.checkpoint_dir)
+    model_key = registry.registered_model_name(cfg)  # checkpoints per model: one feature set, several models
     use_gpu = _use_gpu(cfg, spark)
     model_json = model_config.model_dump(mode="json")
 
     stats: FeatureStats | None = None
     if resume:
-        run_id = ckpt.latest_run_id(base, cfg.name)
+        run_id = ckpt.latest_run_id(base, model_key)
         if run_id is None:
-            raise FileNotFoundError(f"nothing to resume: no run under {ckpt.config_dir(base, cfg.name)}")
-        rdir = ckpt.run_dir(base, cfg.name, run_id)
+            raise FileNotFoundError(f"nothing to resume: no run under {ckpt.config_dir(base, model_key)}")
+        rdir = ckpt.run_dir(base, model_key, run_id)
         info = ckpt.read_json(rdir, "run.json")
         if info["model"] != model_json:
             raise ValueError(f"run {run_id} trained another model section; start a new run instead of --resume")
@@ -191,10 +169,11 @@ def train(
         mlflow.start_run(run_id=run_id)
         log.info("resuming run %s from %s", run_id, rdir)
     else:
-        experiment_id = registry.ensure_experiment(cfg)
+        experiment_id = registry.ensure_experiment(registry.client(t_uri), registry.experiment_name(cfg),
+                                                  registry.artifact_location(cfg))
         run = mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.name}-{model_config.method}")
         run_id = run.info.run_id
-        rdir = ckpt.run_dir(base, cfg.name, run_id)
+        rdir = ckpt.run_dir(base, model_key, run_id)
     try:
         phase: dict[str, float] = {"start_s": time.perf_counter() - t_job}
         t_phase = time.perf_counter()
@@ -204,7 +183,7 @@ def train(
             ckpt.write_json(rdir, "stats.json", stats.to_dict())
             ckpt.write_json(rdir, "run.json", {"run_id": run_id, "config": cfg.name, "model": model_json,
                                                "num_processes": n, "tracking_uri": t_uri})
-            ckpt.mark_latest(base, cfg.name, run_id)
+            ckpt.mark_latest(base, model_key, run_id)
             mlflow.log_params(registry.run_params(cfg, model_config, stats, n))
             mlflow.set_tags({"cookie.config": cfg.name, "cookie.method": model_config.method,
                              "cookie.checkpoint_dir": str(rdir)})
@@ -239,21 +218,23 @@ def train(
             mlflow.end_run("KILLED")
             return result
 
-        model = RegionModel.from_state(out["state"])
+        model = model_from_state(out["state"])
         mlflow.log_dict({"history": out["history"]}, "history.json")
         mlflow.log_dict({"efficiency": out["efficiency"], "timing": timing, "shard_sizes": out["shard_sizes"],
                          "device": out["device"]}, "efficiency.json")
         t_phase = time.perf_counter()
-        pub = publish(spark, cfg, model, stats, run_id, method=model_config.method)
-        timing["publish_s"] = time.perf_counter() - t_phase
-        timing.update(pub.timing)
-        name = pub.model_name
-        result.model_name, result.model_version, result.alias = name, pub.model_version, tc.alias
-        result.embeddings_table, result.embeddings_table_version = pub.embeddings_table, pub.embeddings_table_version
+        result.model = model
+        result.stats = stats
+        if publish is not None:
+            pub = publish(spark, cfg, model, stats, run_id)
+            timing["publish_s"] = time.perf_counter() - t_phase
+            timing.update(pub.timing)
+            result.model_name, result.model_version, result.alias = pub.model_name, pub.model_version, tc.alias
+            result.embeddings_table, result.embeddings_table_version = pub.embeddings_table, pub.embeddings_table_version
+            mlflow.set_tags({"cookie.model_name": pub.model_name, "cookie.model_version": str(pub.model_version),
+                             "cookie.embeddings_table": pub.embeddings_table})
         timing["job_s"] = time.perf_counter() - t_job
         mlflow.log_metrics(_timing_metrics(timing))
-        mlflow.set_tags({"cookie.model_name": name, "cookie.model_version": str(pub.model_version),
-                         "cookie.embeddings_table": result.embeddings_table})
         mlflow.end_run("FINISHED")
         return result
     except KeyboardInterrupt:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cookie import columns as C
-from cookie import tables
+from cookie import constants as C
+from cookie.storage import delta as tables
 from cookie.config import load_config
-from cookie.etl import build_features
+from cookie.etl.job import build_features
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,7 @@ def test_nyc_tracts(spark, shared_data, tmp_path, monkeypatch):
 def test_projected_tracts_with_crs_match_wgs84(spark, shared_data):
     """The EPSG:32118 copy of the tracts, read with crs set, gives the same geodesic areas."""
     from cookie.config import FileRegions
-    from cookie.regions import regions_from_file
+    from cookie.etl.regions import regions_from_file
 
     d = shared_data / "nyc-census-tracts-2325"
     a = regions_from_file(spark, FileRegions(kind="file", path="x", id_column="BoroCT2020"),

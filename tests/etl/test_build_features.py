@@ -12,11 +12,11 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
-from cookie import columns as C
-from cookie import tables
+from cookie import constants as C
+from cookie.storage import delta as tables
 from cookie.config import ConfigError, load_config
-from cookie.etl import build_features
-from cookie.sources.vector import InputError
+from cookie.etl.job import build_features
+from cookie.etl.sources.vector import InputError
 
 X0, Y0, D = 10.0, 50.0, 0.01  # four 0.01-degree squares: a b / c d
 
@@ -311,7 +311,7 @@ def test_invalid_and_empty_geometries_are_repaired_or_rejected_and_counted(spark
     import shapely
 
     from cookie.config import FileRegions
-    from cookie.regions import regions_from_file
+    from cookie.etl.regions import regions_from_file
 
     feats = region_features()
     geoms = [shapely.geometry.shape(f["geometry"]) for f in feats]
@@ -332,7 +332,7 @@ def test_invalid_and_empty_geometries_are_repaired_or_rejected_and_counted(spark
 
 def test_unreadable_geojson_names_the_file(spark, inputs):
     from cookie.config import FileRegions
-    from cookie.regions import regions_from_file
+    from cookie.etl.regions import regions_from_file
 
     feats = region_features()
     feats.append({"type": "Feature", "properties": {"rid": "void"}, "geometry": None})

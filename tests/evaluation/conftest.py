@@ -20,7 +20,7 @@ def _shared_data() -> Path | None:
 
 @pytest.fixture(scope="session")
 def manhattan180():
-    from cookie.evaluation.datasets import MANHATTAN_DIRNAME, load_manhattan180
+    from datasets import MANHATTAN_DIRNAME, load_manhattan180
 
     root = _shared_data()
     if root is None or not (root / MANHATTAN_DIRNAME).is_dir():
@@ -30,7 +30,7 @@ def manhattan180():
 
 @pytest.fixture(scope="session")
 def nyc_tracts():
-    from cookie.evaluation.datasets import TRACTS_DIRNAME, load_nyc_tracts
+    from datasets import TRACTS_DIRNAME, load_nyc_tracts
 
     root = _shared_data()
     if root is None or not (root / TRACTS_DIRNAME).is_dir():

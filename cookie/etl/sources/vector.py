@@ -1,0 +1,121 @@
+"""Vector files (GeoJSON, GeoParquet, Shapefile, CSV points) to DataFrames in WGS84."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.exceptions import InputError
+
+WGS84 = "EPSG:4326"
+
+
+def infer_format(path: str) -> str:
+    p = path.lower().rstrip("/")
+    if p.endswith((".geojson", ".json")):
+        return "geojson"
+    if p.endswith((".parquet", ".geoparquet")) or os.path.isdir(path) and any(
+        f.endswith(".parquet") for f in os.listdir(path)
+    ):
+        return "geoparquet"
+    if p.endswith(".shp") or os.path.isdir(path) and any(f.endswith(".shp") for f in os.listdir(path)):
+        return "shapefile"
+    if p.endswith(".csv"):
+        return "csv"
+    raise InputError(f"{path}: cannot tell the format from the name; set 'format' in the config")
+
+
+def require_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise InputError(f"input not found: {path}")
+
+
+def normalise_crs(crs: str | None, path: str) -> str | None:
+    """Validate a CRS string with pyproj and return it as 'EPSG:n' (or WKT) for ST_Transform."""
+    if crs is None:
+        return None
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        parsed = CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise InputError(f"{path}: unknown CRS {crs!r} ({exc})") from exc
+    epsg = parsed.to_epsg()
+    return f"EPSG:{epsg}" if epsg else parsed.to_wkt()
+
+
+def _prj_crs(path: str) -> str | None:
+    base = Path(path)
+    prj = base.with_suffix(".prj") if base.suffix else None
+    if base.is_dir():
+        found = sorted(base.glob("*.prj"))
+        prj = found[0] if found else None
+    if prj and prj.is_file():
+        return prj.read_text()
+    return None
+
+
+def read_vector(
+    spark: SparkSession,
+    path: str,
+    fmt: str | None = None,
+    crs: str | None = None,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+) -> DataFrame:
+    """Read features with their attributes as top-level columns and ``geometry`` in WGS84 lon/lat."""
+    require_file(path)
+    fmt = fmt or infer_format(path)
+    if fmt == "geojson":
+        raw = spark.read.format("geojson").option("multiLine", "true").load(path)
+        if "features" in raw.columns:  # a FeatureCollection is one row holding every feature
+            raw = raw.select(F.explode("features").alias("f")).select("f.*")
+        if "properties" in raw.columns:
+            props = raw.schema["properties"].dataType.fieldNames()
+            df = raw.select(F.col("geometry"), *[F.col(f"properties.`{p}`").alias(p) for p in props])
+        else:
+            df = raw.select("geometry")
+    elif fmt == "geoparquet":
+        df = spark.read.format("geoparquet").load(path)
+    elif fmt == "shapefile":
+        df = spark.read.format("shapefile").load(path)
+        crs = crs or _prj_crs(path)
+    elif fmt == "csv":
+        if not (lon_column and lat_column):
+            raise InputError(f"{path}: CSV points need lon_column and lat_column in the config")
+        raw = spark.read.option("header", "true").option("inferSchema", "true").csv(path)
+        for col in (lon_column, lat_column):
+            if col not in raw.columns:
+                raise InputError(f"{path}: column {col!r} not found; columns are {raw.columns}")
+        df = raw.withColumn(
+            C.GEOMETRY, F.expr(f"ST_Point(CAST(`{lon_column}` AS DOUBLE), CAST(`{lat_column}` AS DOUBLE))")
+        )
+    else:
+        raise InputError(f"{path}: unsupported format {fmt!r}")
+    if C.GEOMETRY not in df.columns:
+        raise InputError(f"{path}: no geometry column found; columns are {df.columns}")
+    return to_wgs84(df, normalise_crs(crs, path), path)
+
+
+def to_wgs84(df: DataFrame, crs: str | None, path: str) -> DataFrame:
+    """Reproject to WGS84 lon/lat, refusing coordinates that cannot be lon/lat when no CRS is given."""
+    if crs and crs != WGS84:
+        return df.withColumn(C.GEOMETRY, F.expr(f"ST_Transform({C.GEOMETRY}, '{crs}', '{WGS84}')"))
+    try:  # the first action over the file: turn reader failures into an error that names it
+        env = df.select(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e")).first()["e"]
+    except Exception as exc:  # py4j/Spark wrap the reader's own exception
+        first = str(exc).strip().splitlines()[0][:300]
+        raise InputError(f"{path}: could not be read as vector data: {first}") from exc
+    if env is not None:
+        minx, miny, maxx, maxy = env.bounds
+        if minx < -180.0001 or maxx > 180.0001 or miny < -90.0001 or maxy > 90.0001:
+            raise InputError(
+                f"{path}: coordinates span x {minx:.1f}..{maxx:.1f}, y {miny:.1f}..{maxy:.1f}, which is "
+                "not lon/lat; the file's CRS is not WGS84: set 'crs' in the config (e.g. EPSG:32118)"
+            )
+    return df

@@ -1,0 +1,72 @@
+"""Where the layers meet: train a model, then register it, write its embeddings and set its alias.
+
+Training (:mod:`cookie.training`) knows nothing of serving, and storage knows nothing of models; this
+module composes them for the ``train`` verb of :mod:`cookie.cli`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from cookie.config import Config
+from cookie.serving import embeddings as E
+from cookie.serving.pyfunc import log_pyfunc
+from cookie.storage import tracking as registry
+from cookie.training.job import TrainResult, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Published:
+    """A registered version with its embeddings and alias."""
+
+    model_name: str
+    model_version: int
+    embeddings_table: str
+    embeddings_table_version: int
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: str) -> Published:
+    """Log the pyfunc into the active run, register it, write its embeddings, set the alias.
+
+    All or nothing: if the table write or the alias fails, the version's rows and the version
+    itself are removed (and the registered model, if this call created it) before re-raising.
+    """
+    tc = cfg.train
+    name = registry.registered_model_name(cfg)
+    timing: dict[str, float] = {}
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="cookie-model-") as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(type hints|input example|input_example).*")
+        info = log_pyfunc(model, stats, tmp, tc.pip_requirements, tc.embed_batch_size)
+    reg = registry.register(info.model_uri, name, tags={"run_id": run_id, "config": cfg.name, "method": cfg.model.method})
+    timing["register_s"] = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        emb_version = E.write_embeddings(spark, cfg, model, stats, name, reg.version, run_id)
+        timing["embeddings_s"] = time.perf_counter() - t
+        registry.set_alias(name, tc.alias, reg.version)
+    except BaseException:
+        try:
+            E.delete_embeddings(spark, cfg, name, reg.version)
+        except Exception:  # pragma: no cover - best effort, the original error matters
+            log.exception("could not delete the embeddings of %s v%s", name, reg.version)
+        registry.rollback(reg)
+        raise
+    return Published(name, reg.version, str(E.location(cfg)), emb_version, timing)
+
+
+
+
+def train_and_publish(spark: SparkSession, cfg: Config, **kwargs: Any) -> TrainResult:
+    """:func:`cookie.training.job.train`, then :func:`publish` inside the same MLflow run."""
+    return train(spark, cfg, publish=publish, **kwargs)

@@ -1,0 +1,361 @@
+"""The one Delta module: where tables live, how they are written atomically, how they are read back.
+
+Writes go through Spark (:func:`write_table`, :func:`append_rows`, :func:`replace_rows`); reads for
+evaluation and lookups use the ``deltalake`` package (:func:`read_frame`, no JVM needed) or Spark
+(:func:`read_table`). Region ids are aligned by id, never by position; :func:`order_ids` fixes the row
+order used by the protocols that depend on it (unshuffled K-fold): ids that are all integers sort
+numerically (Manhattan-180 ``"0".."179"`` in the published order), others as strings.
+
+Each write is one Delta commit that replaces the whole table (``mode=overwrite`` with
+``overwriteSchema``): readers see either the old or the new version, never a half-written table,
+and a rerun of the same job gives the same contents as a new version, without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.config import Config
+from cookie.exceptions import MissingTable
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    """A table is a path under the warehouse or a Unity Catalog name."""
+
+    name: str
+    path: str | None = None
+    full_name: str | None = None
+
+    def __str__(self) -> str:
+        return self.full_name or self.path or self.name
+
+
+def locate(cfg: Config, table: str) -> TableLocation:
+    """Where ``table`` of the config's dataset lives: a path under the warehouse, or a catalog name."""
+    if cfg.output.catalog:
+        return TableLocation(table, full_name=f"{cfg.output.catalog}.{cfg.dataset}_{table}")
+    return TableLocation(table, path=f"{cfg.warehouse_path()}/{table}")
+
+
+def write_table(
+    df: DataFrame,
+    loc: TableLocation,
+    properties: dict[str, str] | None = None,
+    description: str | None = None,
+) -> int:
+    """Replace the table's contents in one Delta commit; return the new Delta version."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if description:
+        writer = writer.option("userMetadata", description)
+    if loc.full_name:
+        writer.saveAsTable(loc.full_name)
+    else:
+        writer.save(loc.path)
+    spark = df.sparkSession
+    ident = _ident(loc)
+    if properties:
+        props = ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in properties.items())
+        spark.sql(f"ALTER TABLE {ident} SET TBLPROPERTIES ({props})")
+    return table_version(spark, loc)
+
+
+def append_rows(df: DataFrame, loc: TableLocation) -> None:
+    """Append (used for the run log, where history is the point)."""
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    if loc.full_name:
+        writer.saveAsTable(loc.full_name)
+    else:
+        writer.save(loc.path)
+
+
+def read_table(spark: SparkSession, loc: TableLocation, version: int | None = None) -> DataFrame:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.table(loc.full_name) if loc.full_name else reader.load(loc.path)
+
+
+def table_version(spark: SparkSession, loc: TableLocation) -> int:
+    if loc.path and "://" not in loc.path:  # local path: the newest commit file names the version
+        from pathlib import Path
+
+        commits = [int(p.stem) for p in (Path(loc.path) / "_delta_log").glob("*.json") if p.stem.isdigit()]
+        if commits:
+            return max(commits)
+    row = spark.sql(f"DESCRIBE HISTORY {_ident(loc)} LIMIT 1").select("version").first()
+    return int(row["version"])
+
+
+def table_properties(spark: SparkSession, loc: TableLocation) -> dict[str, str]:
+    rows = spark.sql(f"SHOW TBLPROPERTIES {_ident(loc)}").collect()
+    return {r["key"]: r["value"] for r in rows}
+
+
+def feature_names(spark: SparkSession, loc: TableLocation) -> list[str]:
+    props = table_properties(spark, loc)
+    if C.FEATURE_NAMES_PROPERTY not in props:
+        raise KeyError(f"table {loc} has no {C.FEATURE_NAMES_PROPERTY} property: not a feature table")
+    return json.loads(props[C.FEATURE_NAMES_PROPERTY])
+
+
+def feature_properties(kind: str, names: Iterable[str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    props = {C.TABLE_KIND_PROPERTY: kind, C.FEATURE_NAMES_PROPERTY: json.dumps(list(names))}
+    props.update(extra or {})
+    return props
+
+
+def geometry_to_wkb(df: DataFrame, col: str = C.GEOMETRY) -> DataFrame:
+    """Delta has no geometry type: store ISO WKB, rebuild with ST_GeomFromWKB on read."""
+    return df.withColumn(C.GEOMETRY_WKB, F.expr(f"ST_AsBinary({col})")).drop(col)
+
+
+def geometry_from_wkb(df: DataFrame) -> DataFrame:
+    return df.withColumn(C.GEOMETRY, F.expr(f"ST_GeomFromWKB({C.GEOMETRY_WKB})")).drop(C.GEOMETRY_WKB)
+
+
+def _ident(loc: TableLocation) -> str:
+    return loc.full_name if loc.full_name else f"delta.`{loc.path}`"
+
+
+def _sql_str(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("'", "\\'")
+
+
+# --------------------------------------------------------------------------- pandas reads (no Spark)
+
+ID = C.REGION_ID
+PRESENT = C.PRESENT
+
+
+def table_path(cfg: Any, table: str) -> str:
+    """Local path of ``table`` for a :class:`cookie.config.Config` (``<warehouse>/<name>/<table>``)."""
+    return str(Path(cfg.warehouse_path()) / table)
+
+
+def _hint(cfg: Any, table: str) -> str:
+    name = getattr(cfg, "name", "?")
+    if table == "embeddings":
+        return f"train and register a model first: make train CONFIG=conf/{name}.yaml"
+    return f"build the feature tables first: make features CONFIG=conf/{name}.yaml"
+
+
+def read_frame(
+    cfg: Any,
+    table: str,
+    columns: Sequence[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
+) -> pd.DataFrame:
+    """One warehouse table as pandas (optionally only ``columns`` and rows matching ``filters``).
+
+    ``filters`` are deltalake / pyarrow DNF conjunctions, e.g. ``[("model_version", "=", 3)]``.
+    """
+    catalog = getattr(getattr(cfg, "output", None), "catalog", None)
+    if catalog:
+        return _read_catalog(cfg, table, columns, filters)
+    path = table_path(cfg, table)
+    return read_delta(path, columns, filters, hint=_hint(cfg, table))
+
+
+def read_delta(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
+    hint: str = "",
+) -> pd.DataFrame:
+    """A Delta table at ``path`` as pandas; :class:`MissingTable` when there is none."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        dt = DeltaTable(str(path))
+    except TableNotFoundError as exc:
+        raise MissingTable(f"no Delta table at {path}" + (f"; {hint}" if hint else "")) from exc
+    return dt.to_pandas(columns=list(columns) if columns is not None else None, filters=filters or None)
+
+
+def _read_catalog(cfg: Any, table: str, columns: Sequence[str] | None, filters: list[tuple[str, str, Any]] | None) -> pd.DataFrame:
+    from cookie.spark import build_session, settings_for  # only for Unity Catalog tables
+
+    spark = build_session(settings_for(cfg, "evaluate"))
+    df = spark.table(f"{cfg.output.catalog}.{cfg.dataset}_{table}")
+    for col, op, val in filters or []:
+        if op not in ("=", "=="):
+            raise ValueError(f"catalog reads support '=' filters only, got {op!r}")
+        df = df.where(df[col] == val)
+    if columns is not None:
+        df = df.select(*columns)
+    return df.toPandas()
+
+
+def view_table_names(cfg: Any) -> list[str]:
+    """``view_<name>`` for every view of the config, in config order."""
+    return [f"view_{v.name}" for v in cfg.views]
+
+
+def order_ids(ids: Sequence[str], order: Literal["natural", "lexicographic"] = "natural") -> list[str]:
+    """Sorted region ids: numerically when ``order='natural'`` and every id is an integer, else as strings."""
+    ids = [str(i) for i in ids]
+    if order == "natural":
+        try:
+            return sorted(ids, key=lambda s: (int(s), s))
+        except ValueError:
+            pass
+    return sorted(ids)
+
+
+@dataclass
+class LabelRows:
+    """Targets of one task, aligned with ``ids``."""
+
+    ids: list[str]
+    values: np.ndarray  # (n,) or (n, k)
+    columns: list[str]
+
+
+def expand_columns(available: Sequence[str], columns: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
+    """``columns`` with shell patterns (``share_*``) expanded against ``available`` (in table order), minus
+    ``exclude`` (names or patterns). A plain name that is not available is kept (and reported missing later)."""
+    from fnmatch import fnmatchcase
+
+    out: list[str] = []
+    for c in columns:
+        if any(ch in c for ch in "*?["):
+            out += [a for a in available if fnmatchcase(a, c) and a not in out and a not in (ID, PRESENT)]
+        elif c not in out:
+            out.append(c)
+    return [c for c in out if not any(fnmatchcase(c, e) for e in exclude)]
+
+
+def load_label(
+    cfg: Any,
+    table: str,
+    columns: Sequence[str],
+    subset_column: str | None = None,
+    require_present: bool = True,
+    normalise_rows: bool = False,
+    exclude_columns: Sequence[str] = (),
+    subset_table: str | None = None,
+) -> LabelRows:
+    """Label rows usable for a task: present (unless ``require_present=False``), in the subset, finite.
+
+    ``columns`` may hold shell patterns (see :func:`expand_columns`). ``subset_column`` (of ``subset_table``,
+    default ``table``) must be true / positive for a row to count. ``normalise_rows`` divides each row by
+    its sum and drops rows summing to 0 (class-share targets).
+    """
+    df = read_frame(cfg, table)
+    columns = expand_columns(list(df.columns), columns, exclude_columns)
+    if not columns:
+        raise KeyError(f"{table}: no column matches the task's columns; it has {list(df.columns)}")
+    missing = [c for c in [ID, *columns] if c not in df.columns]
+    if missing:
+        raise KeyError(f"{table} has no column(s) {missing}; it has {list(df.columns)}")
+    df[ID] = df[ID].astype(str)
+    keep = np.ones(len(df), dtype=bool)
+    if require_present and PRESENT in df.columns:
+        keep &= df[PRESENT].fillna(False).to_numpy(dtype=bool)
+    if subset_column:
+        sub = df if subset_table in (None, table) else read_frame(cfg, subset_table)
+        if subset_column not in sub.columns:
+            raise KeyError(f"{subset_table or table} has no subset column {subset_column!r}")
+        members = set(sub[ID].astype(str)[sub[subset_column].fillna(0).astype(float).to_numpy() > 0])
+        keep &= df[ID].isin(members).to_numpy()
+    vals = df[list(columns)].to_numpy(dtype=float)
+    if not require_present:
+        vals = np.where(np.isfinite(vals), vals, 0.0)
+    keep &= np.all(np.isfinite(vals), axis=1)
+    if normalise_rows:
+        s = vals.sum(axis=1)
+        keep &= s > 0
+        vals = vals / np.where(s > 0, s, 1.0)[:, None]
+    ids = df[ID].astype(str).to_numpy()[keep]
+    vals = vals[keep]
+    return LabelRows(ids=list(ids), values=vals[:, 0] if len(columns) == 1 else vals, columns=list(columns))
+
+
+def load_regions(cfg: Any) -> pd.DataFrame:
+    """The ``regions`` table (region_id, centroid_lon, centroid_lat, geometry_wkb, ...), ids as strings."""
+    df = read_frame(cfg, "regions")
+    df[ID] = df[ID].astype(str)
+    return df
+
+
+@dataclass
+class EmbeddingRows:
+    """The embeddings of one model version: ``X[i]`` belongs to ``ids[i]``; blocks by name."""
+
+    ids: list[str]
+    X: np.ndarray
+    blocks: dict[str, np.ndarray]
+    model_name: str
+    model_version: int | None
+    run_id: str | None
+
+    def column(self, name: str) -> np.ndarray:
+        if name == "embedding":
+            return self.X
+        if name in self.blocks:
+            return self.blocks[name]
+        raise KeyError(f"no embedding column {name!r}; have 'embedding' and blocks {sorted(self.blocks)}")
+
+
+def _stack(col: pd.Series) -> np.ndarray:
+    rows = [np.asarray(v, dtype=float) for v in col]
+    widths = {r.shape[0] for r in rows}
+    if len(widths) != 1:
+        raise ValueError(f"embedding arrays have different lengths {sorted(widths)}")
+    return np.vstack(rows) if rows else np.zeros((0, 0))
+
+
+def load_embeddings(
+    cfg: Any,
+    model_name: str,
+    model_version: int | None = None,
+    run_id: str | None = None,
+    table: str = "embeddings",
+) -> EmbeddingRows:
+    """Rows of the embeddings table for one model version (or one training run).
+
+    The table follows the trainer's contract: ``region_id, model_name, model_version, run_id, created_at,
+    embedding`` and one array column per named block (``unique_<view>``, ``shared_<a>__<b>``). When the same
+    version was written more than once, the rows of the latest ``created_at`` are kept.
+    """
+    if model_version is None and run_id is None:
+        raise ValueError("give model_version or run_id")
+    filters: list[tuple[str, str, Any]] = [("model_name", "=", model_name)]
+    if model_version is not None:
+        filters.append(("model_version", "=", int(model_version)))
+    if run_id is not None:
+        filters.append(("run_id", "=", run_id))
+    df = read_frame(cfg, table, filters=filters)
+    if df.empty:
+        what = f"version {model_version}" if model_version is not None else f"run {run_id}"
+        raise LookupError(f"{table} has no rows for model {model_name!r} {what}")
+    if "created_at" in df.columns and df["created_at"].nunique() > 1:
+        df = df[df["created_at"] == df["created_at"].max()]
+    if df[ID].duplicated().any():
+        raise ValueError(f"{table}: duplicate region ids for model {model_name!r} version {model_version}")
+    df = df.assign(**{ID: df[ID].astype(str)})
+    fixed = {ID, "model_name", "model_version", "run_id", "created_at", "embedding"}
+    blocks = {c: _stack(df[c]) for c in df.columns if c not in fixed and df[c].dtype == object}
+    versions = df["model_version"].dropna().unique() if "model_version" in df.columns else []
+    runs = df["run_id"].dropna().unique() if "run_id" in df.columns else []
+    return EmbeddingRows(
+        ids=list(df[ID]),
+        X=_stack(df["embedding"]),
+        blocks=blocks,
+        model_name=model_name,
+        model_version=int(versions[0]) if len(versions) == 1 else model_version,
+        run_id=str(runs[0]) if len(runs) == 1 else run_id,
+    )

@@ -1,0 +1,364 @@
+"""The one MLflow module: tracking URIs, the naming rules, experiments, run parameters, registered
+versions and aliases, evaluation runs and the scores promotion reads back.
+
+It knows nothing of models: the pyfunc is logged by :mod:`cookie.serving.pyfunc`.
+
+Defaults: a local SQLite store ``sqlite:///<repo>/mlflow.db`` (absolute, so every working
+directory and every torchrun child sees the same store) with artefacts under ``<repo>/mlruns``;
+``train.tracking_uri`` or ``$MLFLOW_TRACKING_URI`` override it. Registered model name
+``train.registered_model_name`` or ``cookie_<config name>``.
+
+Registration is all-or-nothing: :func:`register` returns a version that the caller must either
+keep (after writing the embeddings and setting the alias) or roll back with :func:`rollback`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from cookie.exceptions import MissingModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIAS = "champion"
+
+
+# --------------------------------------------------------------------------- where things live
+
+
+def tracking_uri(cfg: Any = None, explicit: str | None = None) -> str:
+    """``explicit``, else ``train.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///<repo>/mlflow.db``; a relative sqlite path is made absolute against the config's ``base_dir``
+    (else every working directory, and every torchrun child, gets a store of its own)."""
+    base = Path(getattr(cfg, "base_dir", ".") or ".").resolve()
+    uri = explicit or getattr(getattr(cfg, "train", None), "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{base / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def experiment_name(cfg: Any) -> str:
+    """The one experiment of a config: training, evaluation and promotion runs (tag ``cookie.kind``)."""
+    return cfg.train.experiment_name or f"cookie_{cfg.name}"
+
+
+def registered_model_name(cfg: Any) -> str:
+    """The one naming rule: ``train.registered_model_name``, else ``cookie_<config name>`` for CooKIE and
+    ``cookie_<config name>_<method>`` for any other method, so that one feature set serves several models.
+    With ``output.catalog`` set (Unity Catalog registry) the name is ``<catalog>.<schema>.<name>``."""
+    name = cfg.train.registered_model_name
+    if not name:
+        method = cfg.model.method
+        name = f"cookie_{cfg.name}" if method == "cookie" else f"cookie_{cfg.name}_{method}"
+    if cfg.output.catalog and name.count(".") == 0:
+        name = f"{cfg.output.catalog}.{name}"
+    return name
+
+
+def registry_uri(cfg) -> str:
+    """``train.registry_uri`` (e.g. ``databricks-uc``), else the tracking store.
+
+    ``$MLFLOW_REGISTRY_URI`` is deliberately not read: ``mlflow.set_registry_uri`` writes it, so
+    in a process that handled another config it would name that config's registry.
+    """
+    return cfg.train.registry_uri or tracking_uri(cfg)
+
+
+def configure(cfg) -> tuple[str, str]:
+    """Point the mlflow module at this config's tracking and registry stores; returns both URIs."""
+    import mlflow
+
+    t, r = tracking_uri(cfg), registry_uri(cfg)
+    mlflow.set_tracking_uri(t)
+    mlflow.set_registry_uri(r)
+    return t, r
+
+
+def _local_store_dir(uri: str) -> Path | None:
+    """Folder of a local sqlite database or file store, where artefacts go by default."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path).parent
+    return None
+
+
+def artifact_location(cfg) -> str | None:
+    """Artefact root of a new experiment: ``train.artifact_location``, else ``mlruns/`` next to a
+    local store (``<repo>/mlruns`` by default), else the server's default."""
+    if cfg.train.artifact_location:
+        loc = cfg.train.artifact_location
+        return loc if "://" in loc else Path(cfg.resolve(loc)).as_uri()
+    base = _local_store_dir(tracking_uri(cfg))
+    if base is None:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment_name(cfg)).strip("_") or "default"
+    return (base / "mlruns" / safe).resolve().as_uri()
+
+
+# --------------------------------------------------------------------------- run parameters
+
+
+def flatten(prefix: str, obj: Any, out: dict[str, str] | None = None) -> dict[str, str]:
+    """Nested dicts -> ``{'a.b': 'value'}``; lists as JSON."""
+    out = {} if out is None else out
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        text = json.dumps(obj) if isinstance(obj, (list, tuple)) else str(obj)
+        out[prefix] = text[:6000]
+    return out
+
+
+def run_params(cfg, model_config: Any, stats: Any, num_processes: int) -> dict[str, str]:
+    """What a run trains: config name, model and train sections, views and their preprocessing."""
+    params = {"config": cfg.name, "views": json.dumps([v.name for v in stats.views]),
+              "n_regions": str(stats.n_regions), "num_processes": str(num_processes)}
+    flatten("model", model_config.model_dump(mode="json"), params)
+    train = cfg.train.model_dump(mode="json")
+    train.pop("pip_requirements", None)
+    flatten("train", train, params)
+    for v in stats.views:
+        params[f"view.{v.name}.features"] = str(len(v.features))
+        params[f"view.{v.name}.preprocess"] = v.kind
+        params[f"view.{v.name}.table_version"] = str(v.table_version)
+    return params
+
+
+# --------------------------------------------------------------------------- the registered model
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: int
+    model_uri: str  # the logged model (models:/m-...)
+    created_model: bool  # this call created the registered model itself
+
+
+def register(model_uri: str, name: str, tags: dict[str, str] | None = None) -> Registered:
+    """Register a logged model as a new version of ``name`` (created if needed)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+        created = False
+    except Exception:
+        created = True
+    mv = mlflow.register_model(model_uri, name, tags=tags or {})
+    return Registered(name=name, version=int(mv.version), model_uri=model_uri, created_model=created)
+
+
+def rollback(reg: Registered) -> None:
+    """Delete a version registered by a job that then failed (and the model, if it created it)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.delete_model_version(reg.name, str(reg.version))
+        if reg.created_model and not client.search_model_versions(f"name = '{reg.name}'"):
+            client.delete_registered_model(reg.name)
+    except Exception:  # pragma: no cover - best effort while another error propagates
+        log.exception("could not roll back %s version %s", reg.name, reg.version)
+
+
+def set_alias(name: str, alias: str, version: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def model_uri(name: str, alias: str | None = None, version: int | None = None) -> str:
+    if version is not None:
+        return f"models:/{name}/{version}"
+    return f"models:/{name}@{alias or DEFAULT_ALIAS}"
+
+
+def load_pyfunc(name: str, alias: str | None = None, version: int | None = None):
+    """The registered pyfunc (raw flat features -> embedding matrix)."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(model_uri(name, alias, version))
+
+
+# --------------------------------------------------------------------------- versions, evaluations, scores
+
+EVAL_TAG_PREFIX = "eval."
+
+
+def client(tracking_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` on ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``); registry on the same store."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A registered model version (or a bare training run when no version matches)."""
+
+    name: str
+    version: int | None
+    run_id: str | None
+    aliases: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        return f"{self.name} v{self.version}" if self.version is not None else f"{self.name} run {self.run_id}"
+
+
+def _is_missing(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "") or ""
+    return "RESOURCE_DOES_NOT_EXIST" in code or "not found" in str(exc).lower() or "does not exist" in str(exc).lower()
+
+
+def resolve_version(
+    mlflow_client: Any,
+    name: str,
+    alias: str | None = None,
+    version: int | None = None,
+    run_id: str | None = None,
+) -> VersionRef:
+    """The model version named by exactly one of ``alias``, ``version``, ``run_id``.
+
+    A ``run_id`` without a registered version of ``name`` gives ``VersionRef(version=None)``: the run's
+    embeddings can still be evaluated, only no version tags are written. An alias that is not set raises
+    ``LookupError``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if sum(x is not None for x in (alias, version, run_id)) != 1:
+        raise ValueError("give exactly one of alias, version, run_id")
+    try:
+        if alias is not None:
+            mv = mlflow_client.get_model_version_by_alias(name, alias)
+        elif version is not None:
+            mv = mlflow_client.get_model_version(name, str(int(version)))
+        else:
+            found = [m for m in mlflow_client.search_model_versions(f"run_id='{run_id}'") if m.name == name]
+            if not found:
+                return VersionRef(name, None, run_id)
+            mv = max(found, key=lambda m: int(m.version))
+    except MlflowException as exc:
+        if _is_missing(exc):
+            what = f"alias {alias!r}" if alias is not None else f"version {version}"
+            raise MissingModel(f"registered model {name!r} has no {what}") from exc
+        raise
+    return VersionRef(name, int(mv.version), mv.run_id, tuple(getattr(mv, "aliases", []) or []))
+
+
+def ensure_experiment(mlflow_client: Any, name: str, artifact_location: str | None = None) -> str:
+    """Id of experiment ``name``, created (with ``artifact_location``, see :func:`artifact_location`) if needed."""
+    exp = mlflow_client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            mlflow_client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # created meanwhile by another process
+        exp = mlflow_client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_evaluation(
+    mlflow_client: Any,
+    experiment: str,
+    artifact_location: str | None,
+    ref: VersionRef,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any] | None = None,
+    artifacts_dir: str | Path | None = None,
+    tags: Mapping[str, str] | None = None,
+    primary_metric: str | None = None,
+    log_to_training_run: bool = True,
+    run_name: str | None = None,
+) -> str:
+    """Log one evaluation (see the module docstring); returns the evaluation run id."""
+    from mlflow.entities import Metric, Param
+
+    exp_id = ensure_experiment(mlflow_client, experiment, artifact_location)
+    all_tags = {
+        "cookie.kind": "evaluation",
+        "cookie.model_name": ref.name,
+        "cookie.model_version": "" if ref.version is None else str(ref.version),
+        "cookie.source_run_id": ref.run_id or "",
+        **({"cookie.primary_metric": primary_metric} if primary_metric else {}),
+        **dict(tags or {}),
+    }
+    run = mlflow_client.create_run(exp_id, run_name=run_name or f"eval {ref.label()}", tags=all_tags)
+    rid = run.info.run_id
+    now = int(time.time() * 1000)
+    fm = _finite(metrics)
+    try:
+        batch = [Metric(k, v, now, 0) for k, v in fm.items()]
+        for i in range(0, len(batch), 900):
+            mlflow_client.log_batch(rid, metrics=batch[i : i + 900])
+        plist = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        for i in range(0, len(plist), 90):
+            mlflow_client.log_batch(rid, params=plist[i : i + 90])
+        if artifacts_dir is not None:
+            mlflow_client.log_artifacts(rid, str(artifacts_dir), artifact_path="report")
+        mlflow_client.set_terminated(rid, "FINISHED")
+    except Exception:
+        mlflow_client.set_terminated(rid, "FAILED")
+        raise
+
+    if ref.version is not None:
+        for k, v in fm.items():
+            mlflow_client.set_model_version_tag(ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}{k}", repr(v))
+        mlflow_client.set_model_version_tag(ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}run_id", rid)
+        if primary_metric:
+            mlflow_client.set_model_version_tag(ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}primary_metric", primary_metric)
+    if log_to_training_run and ref.run_id:
+        try:
+            batch = [Metric(f"{EVAL_TAG_PREFIX}{k}", v, now, 0) for k, v in fm.items()]
+            for i in range(0, len(batch), 900):
+                mlflow_client.log_batch(ref.run_id, metrics=batch[i : i + 900])
+            mlflow_client.set_tag(ref.run_id, f"{EVAL_TAG_PREFIX}run_id", rid)
+        except Exception as exc:  # noqa: BLE001 - the training run may be gone; the version tags suffice
+            mlflow_client.set_tag(rid, "cookie.training_run_log_error", str(exc)[:500])
+    return rid
+
+
+def version_score(mlflow_client: Any, ref: VersionRef, metric: str) -> float | None:
+    """The evaluated value of ``metric`` for a version: its ``eval.<metric>`` tag, else the training run's
+    ``eval.<metric>`` metric; ``None`` if it was never evaluated."""
+    key = f"{EVAL_TAG_PREFIX}{metric}"
+    if ref.version is not None:
+        mv = mlflow_client.get_model_version(ref.name, str(ref.version))
+        tags = dict(mv.tags or {})
+        if key in tags:
+            try:
+                return float(tags[key])
+            except ValueError:
+                return None
+    if ref.run_id:
+        try:
+            run = mlflow_client.get_run(ref.run_id)
+        except Exception:  # noqa: BLE001 - a deleted run means no score
+            return None
+        if key in run.data.metrics:
+            return float(run.data.metrics[key])
+    return None
