@@ -174,6 +174,14 @@ class ViewConfig(_Strict):
     bands: list[int] | None = None  # raster bands (1-based); None: all
     statistics: list[str] = Field(default_factory=lambda: ["mean", "stddev", "min", "max"])
     columns: list[str] | None = None  # table/array sources: which columns
+    context: list[Literal["adjacency", "flows"]] = Field(
+        default_factory=list,
+        description="spatial context (method.md section 1): append the view's features averaged over each listed "
+        "region graph, one hop: 'adjacency' (polygons that touch; H3 ring 1), 'flows' (the row-normalised OD graph "
+        "of context_flows_view); columns ctx_<graph>__<feature>",
+    )
+    context_flows_view: str | None = Field(None, description="flows view whose OD graph 'flows' context uses "
+                                           "(default: the config's only flows view)")
 
     @field_validator("statistics")
     @classmethod
