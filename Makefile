@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup demo test features submit bench-model bench-features clean-warehouse train lookup evaluate promote bench-quality mlflow-ui
+.PHONY: setup demo test lint typecheck features submit bench-model bench-features clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
 
 setup: $(VENV)/.installed .ivy2/cookie-packages.txt
 
@@ -26,9 +26,10 @@ $(VENV)/.installed: pyproject.toml
 # Resolve the Sedona, geotools-wrapper and Delta jars from Maven Central once; later runs reuse them.
 .ivy2/cookie-packages.txt: $(VENV)/.installed cookie/spark.py
 	$(PY) -m cookie.spark --warm
+	touch $@
 
 features: setup
-	$(PY) jobs/build_features.py --config $(CONFIG)
+	$(PY) -m cookie features --config $(CONFIG) $(ARGS)
 
 # The same job through spark-submit (jars passed on the command line, as on a cluster).
 submit: setup
@@ -39,8 +40,15 @@ submit: setup
 demo: setup
 	$(PY) jobs/demo.py --config conf/helsinki.yaml
 
-test: setup
+test: setup lint typecheck
 	$(PY) -m pytest tests
+
+lint: $(VENV)/.installed
+	$(abspath $(VENV))/bin/ruff check cookie jobs benchmarks tests
+	$(abspath $(VENV))/bin/ruff format --check cookie jobs benchmarks tests
+
+typecheck: $(VENV)/.installed
+	$(abspath $(VENV))/bin/mypy
 
 bench-model: setup
 	$(PY) benchmarks/bench_model.py
@@ -54,16 +62,20 @@ clean-warehouse:
 # ---- training, registry, evaluation (see README)
 ARGS ?=
 train: setup
-	$(PY) jobs/train.py --config $(CONFIG) $(ARGS)
+	$(PY) -m cookie train --config $(CONFIG) $(ARGS)
 
 lookup: setup
-	$(PY) jobs/lookup.py --config $(CONFIG) $(ARGS)
+	$(PY) -m cookie lookup --config $(CONFIG) $(ARGS)
 
 evaluate: setup
-	$(PY) jobs/evaluate.py --config $(CONFIG) $(ARGS)
+	$(PY) -m cookie evaluate --config $(CONFIG) $(ARGS)
 
 promote: setup
-	$(PY) jobs/promote.py --config $(CONFIG) $(ARGS)
+	$(PY) -m cookie promote --config $(CONFIG) $(ARGS)
+
+# Choose view preprocessing and spatial context inside training rows; writes conf/<name>.selected.yaml.
+select: setup
+	$(PY) -m cookie select --config $(CONFIG) $(ARGS)
 
 bench-quality: setup
 	$(PY) benchmarks/bench_quality.py $(ARGS)

@@ -1,4 +1,4 @@
-"""Benchmark of the region models (docs/method.md section 4), CPU or GPU.
+"""Benchmark of the region models (the method specification section 4), CPU or GPU.
 
 1. Efficiency: CooKIE and GFactorCL at M = 2..6 views on the same synthetic data (planted
    factors, N regions, 32..64 features per view): objectives, trainable parameters, FLOPs of one
@@ -8,7 +8,7 @@
 2. Manhattan-180 (skipped if the data folder is absent): wall time of CooKIE training with the
    default config (300 intra + 300 pair epochs, full batch) on the three views, and, as a
    quality sanity check only, Ridge(alpha=1) / KFold(5, no shuffle) / clip at 0 R2 of crime and
-   check-in counts on concatenated out-of-fold predictions (docs/method.md quotes ~0.65 / ~0.72).
+   check-in counts on concatenated out-of-fold predictions (the method specification quotes ~0.65 / ~0.72).
 
 Run: ``python benchmarks/bench_model.py`` (``--help`` for options). Torch runs with
 ``--threads`` intra-op threads (default 1: on a shared 2-core machine more threads spin against
@@ -36,7 +36,7 @@ from cookie.model.efficiency import profile_model  # noqa: E402
 from cookie.preprocessing import log1p_zscore  # noqa: E402
 from cookie.model.synthetic import planted_views  # noqa: E402
 
-#: docs/method.md's figures for a minimal implementation (mean of 3 seeds), crime / check-in R2
+#: the method specification's figures for a minimal implementation (mean of 3 seeds), crime / check-in R2
 SANITY = {"cookie": "~0.65 / ~0.72", "pair_only": "~0.67 / ~0.75", "intra_only": "~0.53 / ~0.61"}
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nyc-manhattan-180"
 

@@ -1,4 +1,4 @@
-"""Published reference numbers (docs/method.md, section 5), as data records with their source.
+"""Published reference numbers (the method specification, section 5), as data records with their source.
 
 Each record has the keys of :mod:`cookie.evaluation.report` -- ``dataset, method, task, protocol, metric,
 mean, std`` -- plus ``source`` and ``note``. ``std`` is ``None`` where the source gives none.

@@ -58,10 +58,20 @@ def session(cfg: Any, app: str, master: str | None = None) -> Any:
 # --------------------------------------------------------------------------- verbs
 
 
+def _write_result(path: str | None, payload: dict[str, Any]) -> None:
+    """``--result FILE``: what the verb did as JSON, for scripts (the quality benchmark reads it)."""
+    if path:
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=1, default=str))
+
+
 def cmd_features(args: argparse.Namespace) -> int:
-    from cookie.etl.job import build_features
+    from cookie.etl.job import build_features, check_only
 
     cfg = load(args)
+    check_only(cfg, args.only)  # a typo fails before the JVM starts
     spark = session(cfg, "features", args.master)
     report = build_features(spark, cfg, args.only)
     print(report.as_text())
@@ -76,6 +86,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train_and_publish(spark, cfg, resume=args.resume, num_processes=args.num_processes,
                                stop_after_epochs=args.stop_after_epochs)
     print(result.summary())
+    _write_result(args.result, {
+        "status": result.status, "run_id": result.run_id, "model_name": result.model_name,
+        "model_version": result.model_version, "alias": result.alias, "global_epoch": result.global_epoch,
+        "embeddings_table": result.embeddings_table, "embeddings_table_version": result.embeddings_table_version,
+        "efficiency": result.efficiency, "timing": result.timing,
+    })
     if result.status == "STOPPED":
         print(f"stopped after epoch {result.global_epoch}; continue with --resume")
     return EXIT_OK
@@ -94,19 +110,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from cookie.evaluation.pipeline import evaluate_version
-    from cookie.storage.tracking import client, tracking_uri
+    from cookie.storage.tracking import client_for
 
     torch.set_num_threads(args.threads)
     cfg = load(args)
     tasks = _evaluation_tasks(cfg, args.tasks)
     out = evaluate_version(
         cfg, model_name=args.model_name, alias=args.alias, version=args.version, run_id=args.run_id,
-        mlflow_client=client(tracking_uri(cfg, args.tracking_uri)), report_dir=args.report_dir,
+        mlflow_client=client_for(cfg, args.tracking_uri), report_dir=args.report_dir,
         log=not args.no_log, maps=False if args.no_maps else None, tasks=tasks,
     )
-    print(json.dumps({"model": out.ref.name, "version": out.ref.version, "training_run_id": out.ref.run_id,
-                      "eval_run_id": out.eval_run_id, "report": str(out.report_dir / "report.md"),
-                      "metrics": out.metrics}, indent=1))
+    summary = {"model": out.ref.name, "version": out.ref.version, "training_run_id": out.ref.run_id,
+               "eval_run_id": out.eval_run_id, "report": str(out.report_dir / "report.md"), "metrics": out.metrics}
+    print(json.dumps(summary, indent=1))
+    _write_result(args.result, summary)
     return EXIT_OK
 
 
@@ -116,7 +133,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from cookie.config.evaluation import metric_direction
     from cookie.evaluation.pipeline import evaluate_ref
     from cookie.evaluation.promotion import promote
-    from cookie.storage.tracking import client, experiment_name, registered_model_name, tracking_uri
+    from cookie.storage.tracking import artifact_location, client_for, experiment_name, registered_model_name
 
     torch.set_num_threads(1)
     cfg = load(args)
@@ -129,11 +146,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
             ev.primary_direction if ev.primary_direction != "auto" else metric_direction(metric))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    mc = client(tracking_uri(cfg, args.tracking_uri))
+    mc = client_for(cfg, args.tracking_uri)
     name = args.model_name or registered_model_name(cfg)
 
     def evaluate_missing(ref: Any) -> float | None:
-        log.info("%s has no %r yet: evaluating it", ref.label(), metric)
         out = evaluate_ref(cfg, ref, mlflow_client=mc, log=not args.dry_run)
         return out.metrics.get(metric)
 
@@ -144,12 +160,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
             challenger_alias=args.challenger_alias or ev.alias,
             champion_alias=args.champion_alias or ev.champion_alias,
             evaluate_missing=None if args.no_evaluate else evaluate_missing,
-            dry_run=args.dry_run,
+            dry_run=args.dry_run, artifact_location=artifact_location(cfg),
         )
     except LookupError as exc:
         raise MissingModel(str(exc)) from exc
     print(json.dumps(d.as_dict(), indent=1))
-    print(("PROMOTED" if d.promoted else "KEPT champion") + f": {d.reason}")
     return EXIT_OK
 
 
@@ -224,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=int, help="ranks (default: train.num_processes)")
     p.add_argument("--stop-after-epochs", type=int, help="stop (resumably) after this many epochs in total")
     p.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
+    p.add_argument("--result", help="also write what the job did (run, model version, timings) to this JSON file")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="downstream tasks on a registered version's frozen embeddings")
@@ -239,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-maps", action="store_true", help="skip the maps")
     p.add_argument("--no-log", action="store_true", help="do not log to MLflow (report only)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (land-use MLP)")
+    p.add_argument("--result", help="also write the metrics and the evaluated version to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("promote", help="move @champion to the challenger if it is better on the primary metric")

@@ -1,7 +1,8 @@
 """Where the layers meet: train a model, then register it, write its embeddings and set its alias.
 
 Training (:mod:`cookie.training`) knows nothing of serving, and storage knows nothing of models; this
-module composes them for the ``train`` verb of :mod:`cookie.cli`.
+module composes them for the ``train`` verb of :mod:`cookie.cli`. Milestones are logged (logger
+``cookie.train``, like the training job's).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cookie.serving.pyfunc import log_pyfunc
 from cookie.storage import tracking as registry
 from cookie.training.job import TrainResult, train
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cookie.train")
 
 
 @dataclass
@@ -50,11 +51,15 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
         info = log_pyfunc(model, stats, tmp, tc.pip_requirements, tc.embed_batch_size)
     reg = registry.register(info.model_uri, name, tags={"run_id": run_id, "config": cfg.name, "method": cfg.model.method})
     timing["register_s"] = time.perf_counter() - t
+    log.info("model registered: %s version %d (%.1f s)", name, reg.version, timing["register_s"])
     try:
         t = time.perf_counter()
         emb_version = E.write_embeddings(spark, cfg, model, stats, name, reg.version, run_id)
         timing["embeddings_s"] = time.perf_counter() - t
+        log.info("embeddings written: %s, Delta version %d (%.1f s)", E.location(cfg), emb_version,
+                 timing["embeddings_s"])
         registry.set_alias(name, tc.alias, reg.version)
+        log.info("alias %s -> %s version %d", tc.alias, name, reg.version)
     except BaseException:
         try:
             E.delete_embeddings(spark, cfg, name, reg.version)
@@ -63,8 +68,6 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
         registry.rollback(reg)
         raise
     return Published(name, reg.version, str(E.location(cfg)), emb_version, timing)
-
-
 
 
 def train_and_publish(spark: SparkSession, cfg: Config, **kwargs: Any) -> TrainResult:

@@ -6,7 +6,7 @@ in every training rank, in the Spark tasks that compute the embeddings table and
 registered MLflow model. The statistics are computed once, on all regions, by the driver
 (:func:`cookie.training.data.compute_stats`) and shipped everywhere as a plain dict.
 
-Per view (docs/method.md section 1, cookie.model.preprocess):
+Per view (the method specification section 1, cookie.model.preprocess):
 
 * ``counts``: ``log1p(max(x, 0))`` then z-score (counts, lengths, areas, shares of OSM views,
   benchmark count vectors);

@@ -1,6 +1,6 @@
 """The one place that builds a SparkSession with Sedona and Delta, and proves both are loaded.
 
-Three launch modes behave differently (see docs/stack-notes): plain ``python``/pytest, where we start
+Three launch modes behave differently (see the stack notes): plain ``python``/pytest, where we start
 the JVM and can ask Ivy for the jars; ``spark-submit``, where jars must come from ``--packages``
 because builder-set ``spark.jars.packages`` is silently ignored; and Databricks, where Delta is built
 in and Sedona comes from cluster libraries.

@@ -1,4 +1,4 @@
-"""The one preprocessing module (docs/method.md section 1): z-scores, counts, shares, masks."""
+"""The one preprocessing module (the method specification section 1): z-scores, counts, shares, masks."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ class TaskConfig(_Strict):
         return f"{self.name}.{self.protocol}"
 
     @model_validator(mode="after")
-    def _check(self) -> "TaskConfig":
+    def _check(self) -> TaskConfig:
         bad = sorted(set(self.options) - _OPTIONS[self.protocol])
         if bad:
             raise ValueError(f"protocol {self.protocol} does not take options {bad}; allowed: {sorted(_OPTIONS[self.protocol])}")
@@ -181,7 +181,7 @@ class EvaluationConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "EvaluationConfig":
+    def _consistent(self) -> EvaluationConfig:
         keys = [t.key for t in self.tasks]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:

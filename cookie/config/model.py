@@ -19,7 +19,7 @@ LEARNED_METHODS: frozenset[str] = frozenset({"cookie", "gfactorcl", "intra_only"
 
 
 class ModelConfig(BaseModel):
-    """Hyper-parameters of one region model; defaults follow docs/method.md sections 2-3."""
+    """Hyper-parameters of one region model; defaults follow the method specification sections 2-3."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,4 +59,33 @@ class ModelConfig(BaseModel):
             raise ValueError("method='single_view' needs single_view=<view name>")
         if not self.augmentations:
             raise ValueError("augmentations must not be empty (use ['identity'] for none)")
+        problem = untrained_blocks(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def untrained_blocks(config: ModelConfig) -> str | None:
+    """Why a learned method would register (partly) untrained weights with these epochs, or None.
+
+    Every stage of a method with 0 epochs would register a random model; within CooKIE, 0 pairwise
+    epochs leave the shared heads random, and 0 intra-view epochs with ``lambda_intra: 0`` the unique
+    heads. (The statistics-only methods ignore the epochs.)
+    """
+    m, intra, pair = config.method, config.epochs_intra, config.epochs_pair
+    if m == "gfactorcl" and intra + pair == 0:
+        return "method 'gfactorcl' trains epochs_intra + epochs_pair joint epochs: both are 0, so nothing would train"
+    if m == "intra_only" and intra == 0:
+        return "method 'intra_only' trains only stage 'intra': epochs_intra must be at least 1"
+    if m == "pair_only" and pair == 0:
+        return "method 'pair_only' trains only stage 'pair': epochs_pair must be at least 1"
+    if m == "cookie":
+        if intra == 0 and pair == 0:
+            return "method 'cookie' with epochs_intra: 0 and epochs_pair: 0 would register an untrained model"
+        if pair == 0:
+            return ("method 'cookie' with epochs_pair: 0 leaves the shared heads untrained; "
+                    "set epochs_pair >= 1, or use method 'intra_only'")
+        if intra == 0 and config.lambda_intra == 0:
+            return ("method 'cookie' with epochs_intra: 0 and lambda_intra: 0 leaves the unique heads untrained; "
+                    "set epochs_intra >= 1 or lambda_intra > 0, or use method 'pair_only'")
+    return None

@@ -252,7 +252,49 @@ class Config(_Strict):
         if isinstance(self.regions, H3Regions) and self.regions.area_from_source:
             if self.regions.area_from_source not in self.sources:
                 raise ValueError(f"regions.area_from_source: unknown source {self.regions.area_from_source!r}")
+        self._check_ids_regions()
+        self._check_context()
         return self
+
+    def _check_ids_regions(self) -> None:
+        """Regions known by id only have no polygons: refuse what needs them, naming the view."""
+        rc = self.regions
+        if not isinstance(rc, IdRegions):
+            return
+        if rc.source is not None:
+            if rc.source not in self.sources:
+                raise ValueError(f"regions.source: unknown source {rc.source!r}; defined: {sorted(self.sources)}")
+            if not isinstance(self.sources[rc.source], (ArraySource, TableSource)):
+                raise ValueError(f"regions.source: {rc.source!r} is a {self.sources[rc.source].kind} source; "
+                                 "regions of kind 'ids' take their ids from an array or table source")
+        for group, items in (("views", self.views), ("labels", self.labels)):
+            for i, v in enumerate(items):
+                where = f"{group}[{i}] ({v.name})"
+                src = self.sources[v.source]
+                if v.kind in ("points", "lines", "polygons", "raster"):
+                    raise ValueError(f"{where}: a {v.kind} view needs region polygons, but regions.kind is 'ids' "
+                                     "(regions known by id only); use precomputed vectors or give region polygons")
+                if isinstance(src, TripsSource) and not (src.origin_id and src.destination_id):
+                    raise ValueError(f"{where}: trips located by lon/lat need region polygons, but regions.kind is "
+                                     f"'ids'; give source {v.source!r} origin_id and destination_id")
+                if "adjacency" in v.context:
+                    raise ValueError(f"{where}.context: 'adjacency' needs region polygons, but regions.kind is 'ids' "
+                                     "(regions known by id only)")
+
+    def _check_context(self) -> None:
+        """``context`` lists each graph once; 'flows' context has a flows view to take its OD graph from."""
+        items = [("views", i, v) for i, v in enumerate(self.views)] + [("labels", i, v) for i, v in enumerate(self.labels)]
+        flows = [v.name for _, _, v in items if v.kind == "flows"]
+        for group, i, v in items:
+            where = f"{group}[{i}] ({v.name})"
+            if len(set(v.context)) != len(v.context):
+                raise ValueError(f"{where}.context: a graph is listed twice: {v.context}")
+            if v.context_flows_view is not None and v.context_flows_view not in flows:
+                raise ValueError(f"{where}.context_flows_view: {v.context_flows_view!r} is not a flows view; "
+                                 f"flows views: {flows}")
+            if "flows" in v.context and v.context_flows_view is None and len(flows) != 1:
+                raise ValueError(f"{where}.context: 'flows' needs the OD graph of a flows view: " + (
+                    "the config has none" if not flows else f"set context_flows_view to one of {flows}"))
 
     def resolve(self, path: str) -> str:
         """Absolute path for a config path: ``pyrosm:`` names, ``${VAR}`` and relative paths."""

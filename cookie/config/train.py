@@ -36,7 +36,10 @@ class TrainConfig(BaseModel):
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads per rank")
     # ---- checkpoints
     checkpoint_dir: str = Field("checkpoints", description="folder (relative to the repo) of per-run checkpoints")
-    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints (the last epoch always)")
+    checkpoint_every: int = Field(
+        50, ge=1, description="epochs between checkpoints (the last epoch and a stop point always); "
+        "--resume continues from the newest one, bit-identically"
+    )
     keep_checkpoints: int = Field(2, ge=1, description="checkpoint files kept per run")
     stop_after_epochs: int | None = Field(
         None, ge=1, description="stop (resumable) once this many epochs in total are done; for tests and drills"
@@ -57,7 +60,14 @@ class TrainConfig(BaseModel):
     alias: str = Field("challenger", description="alias set on the newly registered version")
     pip_requirements: list[str] = Field(default_factory=lambda: list(DEFAULT_PIP_REQUIREMENTS))
     profile: bool = Field(True, description="log efficiency figures (FLOPs/step, peak memory) measured on rank 0")
-    log_every: int = Field(1, ge=1, description="epochs between metric flushes to MLflow (also at each checkpoint)")
+    log_every: int = Field(
+        10, ge=1, description="epochs between flushes of the per-epoch metrics to MLflow (every epoch is logged, "
+        "in batches; also flushed at each checkpoint and at the end)"
+    )
+    progress_every: int = Field(
+        25, ge=1, description="epochs between progress lines on the console (logger cookie.train; the first "
+        "and last epoch of every stage always)"
+    )
     # ---- embeddings
     embed_batch_size: int = Field(8192, ge=1, description="rows per forward pass when embedding")
 

@@ -21,8 +21,9 @@ from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.storage import delta as tables
-from cookie.config import (ArraySource, Config, FileRegions, H3Regions, OsmSource, RasterSource, TableSource,
-                           TripsSource, VectorSource, ViewConfig)
+from cookie.config import (ArraySource, Config, FileRegions, H3Regions, IdRegions, OsmSource, RasterSource,
+                           TableSource, TripsSource, VectorSource, ViewConfig)
+from cookie.etl.context import flow_edges, region_adjacency, with_context
 from cookie.etl.features.common import ViewResult
 from cookie.etl.features.flows import od_features, trips_to_edges
 from cookie.etl.features.lines import road_lengths
@@ -30,11 +31,11 @@ from cookie.etl.features.points import poi_counts
 from cookie.etl.features.polygons import polygon_cover
 from cookie.etl.features.raster import raster_bands, read_rasters, zonal_stats
 from cookie.etl.features.vectors import region_vectors
-from cookie.etl.regions import RegionsResult, bbox_area, extent_area, regions_from_file, regions_h3
+from cookie.etl.regions import RegionsResult, bbox_area, extent_area, regions_from_file, regions_from_ids, regions_h3
 from cookie.etl.sources.arrays import array_frame, load_array, matrix_edges, read_table_source
 from cookie.etl.sources.osm import converted_layers
 from cookie.etl.sources.vector import read_vector
-from cookie.exceptions import InputError
+from cookie.exceptions import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class _Inputs:
         self.spark, self.cfg = spark, cfg
         self._osm: dict[str, tuple[str, dict[str, int]]] = {}
         self.used: dict[str, str] = {}
+        self.od_edges: dict[str, tuple[DataFrame, dict[str, int]]] = {}  # flows view -> its OD edges, stats
 
     def path(self, name: str) -> str:
         src = self.cfg.sources[name]
@@ -118,6 +120,9 @@ def build_regions(spark: SparkSession, cfg: Config, inputs: _Inputs) -> RegionsR
     rc = cfg.regions
     if isinstance(rc, FileRegions):
         return regions_from_file(spark, rc, cfg.resolve(rc.path))
+    if isinstance(rc, IdRegions):
+        return regions_from_ids(_region_ids(spark, cfg, inputs, rc), f"regions.source {rc.source}" if rc.source
+                                else "regions.count")
     assert isinstance(rc, H3Regions)
     if rc.bbox:
         area = bbox_area(spark, rc.bbox)
@@ -136,6 +141,71 @@ def build_regions(spark: SparkSession, cfg: Config, inputs: _Inputs) -> RegionsR
     return regions_h3(area, rc)
 
 
+def _region_ids(spark: SparkSession, cfg: Config, inputs: _Inputs, rc: IdRegions) -> DataFrame:
+    """One ``region_id`` column: the ids of the regions' source, or 0..count-1."""
+    if rc.count is not None:
+        return spark.range(rc.count).select(F.col("id").cast("string").alias(C.REGION_ID))
+    src = cfg.sources[rc.source]
+    if isinstance(src, ArraySource):
+        ids, _ = load_array(src, inputs.path(rc.source))
+        return spark.createDataFrame([(i,) for i in ids], f"{C.REGION_ID} string")
+    if isinstance(src, TableSource):
+        return read_table_source(spark, src, inputs.path(rc.source)).select(C.REGION_ID)
+    raise ConfigError(f"regions.source: {rc.source!r} is a {src.kind} source, not an array or table")
+
+
+def od_edges(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame,
+             view: ViewConfig) -> tuple[DataFrame, dict[str, int]]:
+    """The OD edges of a flows view (origin, destination, trips), read once per run and kept, so the view and
+    the 'flows' context of other views use the same edges."""
+    if view.name not in inputs.od_edges:
+        src = cfg.sources[view.source]
+        extra: dict[str, int] = {}
+        if isinstance(src, ArraySource):
+            ids, arr = load_array(src, inputs.path(view.source))
+            edges = matrix_edges(spark, ids, arr)
+        elif isinstance(src, TripsSource):
+            edges, extra = _trip_edges(spark, cfg, inputs, regions, view, src)
+        else:
+            raise InputError(f"view {view.name}: flows need an array or trips source, not {src.kind}")
+        inputs.od_edges[view.name] = (edges.persist(StorageLevel.MEMORY_AND_DISK), extra)
+    return inputs.od_edges[view.name]
+
+
+def context_graphs(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig,
+                   cache: dict[str, DataFrame]) -> dict[str, DataFrame]:
+    """The edge lists (src, dst, weight) of the view's context graphs, in its ``context`` order; built once
+    per run and shared between views (``cache``)."""
+    graphs: dict[str, DataFrame] = {}
+    for graph in view.context:
+        if graph == "adjacency":
+            if C.GEOMETRY not in regions.columns:
+                raise ConfigError(f"view {view.name}: 'adjacency' context needs region polygons")
+            key = "adjacency"
+            if key not in cache:
+                cache[key] = region_adjacency(regions).persist(StorageLevel.MEMORY_AND_DISK)
+        else:
+            flows_view = _flows_view_for(cfg, view)
+            key = f"flows:{flows_view.name}"
+            if key not in cache:
+                od, _ = od_edges(spark, cfg, inputs, regions, flows_view)
+                cache[key] = flow_edges(od).persist(StorageLevel.MEMORY_AND_DISK)
+        graphs[graph] = cache[key]
+    return graphs
+
+
+def _flows_view_for(cfg: Config, view: ViewConfig) -> ViewConfig:
+    """The flows view whose OD graph ``view``'s 'flows' context uses (validated when the config loads)."""
+    every = [*cfg.views, *cfg.labels]
+    flows = [v for v in every if v.kind == "flows"]
+    name = view.context_flows_view or (flows[0].name if len(flows) == 1 else None)
+    found = [v for v in flows if v.name == name]
+    if not found:
+        raise ConfigError(f"view {view.name}: 'flows' context needs context_flows_view naming one of "
+                          f"{[v.name for v in flows]}")
+    return found[0]
+
+
 def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig) -> ViewResult:
     src = cfg.sources[view.source]
     if view.kind == "points":
@@ -146,14 +216,7 @@ def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataF
         return polygon_cover(regions, inputs.features(view), view.categories, view.max_categories,
                              view.other_category)
     if view.kind == "flows":
-        extra: dict[str, int] = {}
-        if isinstance(src, ArraySource):
-            ids, arr = load_array(src, inputs.path(view.source))
-            edges = matrix_edges(spark, ids, arr)
-        elif isinstance(src, TripsSource):
-            edges, extra = _trip_edges(spark, cfg, inputs, regions, view, src)
-        else:
-            raise InputError(f"view {view.name}: flows need an array or trips source, not {src.kind}")
+        edges, extra = od_edges(spark, cfg, inputs, regions, view)
         res = od_features(spark, regions, edges, view.flow_method, view.flow_dim)
         res.stats.update(extra)
         return res
@@ -177,7 +240,8 @@ def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataF
             names = view.columns or [c for c in table.columns if c != C.REGION_ID]
         else:
             raise InputError(f"view {view.name}: vectors need an array or table source, not {src.kind}")
-        return region_vectors(regions, table, names, view.transform)
+        return region_vectors(regions, table, names, view.transform,
+                              where=f"view {view.name} (source {view.source}: {inputs.used.get(view.source, '')})")
     raise InputError(f"view {view.name}: unknown kind {view.kind}")
 
 
@@ -213,8 +277,13 @@ def _check_not_empty(name: str, res: ViewResult) -> None:
 
 
 def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = None) -> RunReport:
-    """Run the whole feature job for a config; returns what was written."""
+    """Run the whole feature job for a config; returns what was written.
+
+    ``only``: names of the views/labels to build (the regions table is always built); a name that is not a
+    view or label of the config is a :class:`ConfigError` listing the valid names.
+    """
     t0 = time.time()
+    check_only(cfg, only)
     run_id = uuid.uuid4().hex[:12]
     inputs = _Inputs(spark, cfg)
     regions_res = build_regions(spark, cfg, inputs)
@@ -224,9 +293,11 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     if n_regions == 0:
         raise InputError("no regions: the area or region file produced none")
     planned: list[tuple[str, str, ViewResult, ViewConfig]] = []
+    graph_cache: dict[str, DataFrame] = {}
+    release: list[DataFrame] = []
     for group, prefix in (("views", C.VIEW_PREFIX), ("labels", C.LABEL_PREFIX)):
         for view in getattr(cfg, group):
-            if only and view.name not in only:
+            if only is not None and view.name not in only:
                 continue
             log.info("building %s%s", prefix, view.name)
             t_view = time.time()
@@ -237,12 +308,21 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             res.stats["regions_with_data"] = present
             if present == 0:
                 raise InputError(f"view {view.name}: empty: no region has any data (source {view.source})")
+            if view.context:
+                graphs = context_graphs(spark, cfg, inputs, regions, view, graph_cache)
+                release.append(res.df)
+                res = with_context(res, graphs)
+                res.df = res.df.persist(StorageLevel.MEMORY_AND_DISK)
+                for graph, edges in graphs.items():
+                    res.stats[f"context_{graph}_edges"] = edges.count()
+                res.extra = {**getattr(res, "extra", {}), "context": json.dumps(list(view.context))}  # type: ignore[attr-defined]
             res.seconds = time.time() - t_view  # type: ignore[attr-defined]
             planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
     reports = []
     reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
+    stored_regions = tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions  # ids only: no geometry
     version = tables.write_table(
-        tables.geometry_to_wkb(regions).orderBy(C.REGION_ID), reg_loc,
+        stored_regions.orderBy(C.REGION_ID), reg_loc,
         {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id}, description=f"cookie run {run_id}",
     )
     reports.append(TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions))
@@ -258,12 +338,25 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
         reports.append(TableReport(table, n_regions, len(res.feature_names), version, res.stats,
                                    res.seconds + time.time() - t_write))  # type: ignore[attr-defined]
         res.df.unpersist()
+    for df in [*release, *graph_cache.values(), *(e for e, _ in inputs.od_edges.values())]:
+        df.unpersist()
     regions.unpersist()
     seconds = time.time() - t0
     report = RunReport(run_id, cfg.name, cfg.warehouse_path() if not cfg.output.catalog else cfg.output.catalog,
                        seconds, reports, dict(inputs.used))
     _log_run(spark, cfg, report)
     return report
+
+
+def check_only(cfg: Config, only: list[str] | None) -> None:
+    """``--only`` names views or labels of the config (at least one); otherwise a ConfigError lists them."""
+    if only is None:
+        return
+    valid = [v.name for v in cfg.views] + [v.name for v in cfg.labels]
+    unknown = [n for n in only if n not in valid]
+    if unknown or not only:
+        what = f"unknown view/label name(s) {unknown}" if unknown else "no view/label named"
+        raise ConfigError(f"--only: {what} (config {cfg.name}); valid names: {', '.join(valid)}")
 
 
 def _log_run(spark: SparkSession, cfg: Config, report: RunReport) -> None:

@@ -1,7 +1,12 @@
-"""Regions: polygons from a file or an H3 grid over an area, validated and measured.
+"""Regions: polygons from a file, an H3 grid over an area, or ids only; validated and measured.
 
 Stored in WGS84; areas are geodesic (``ST_AreaSpheroid``, square metres on the WGS84 ellipsoid), so no
 projection has to be chosen per city (see cookie.etl.geodesy).
+
+Regions known by id only (``regions.kind: ids``, :func:`regions_from_ids`) have no polygon: the regions
+table then holds ``region_id`` (string) and null ``area_km2``, ``centroid_lon``, ``centroid_lat`` and
+``geometry_wkb`` columns, and only views that need no geometry (precomputed vectors, flows between ids)
+can be built over them (the config refuses the others when it loads).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RegionsResult:
-    df: DataFrame  # region_id, geometry, area_km2, centroid_lon, centroid_lat (+ h3_cell for H3)
+    # region_id, geometry, area_km2, centroid_lon, centroid_lat (+ h3_cell for H3);
+    # ids only: region_id, area_km2, centroid_lon, centroid_lat, geometry_wkb, all but the id null
+    df: DataFrame
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -126,3 +133,27 @@ def extent_area(frames: list[DataFrame]) -> DataFrame:
 def regions_h3(area: DataFrame, cfg: H3Regions) -> RegionsResult:
     cells = h3_cells_over(area, cfg.resolution, cfg.clip)
     return RegionsResult(measure(cells), {})
+
+
+def regions_from_ids(ids: DataFrame, source: str) -> RegionsResult:
+    """Regions known by id only: ``ids`` has one column ``region_id`` (cast to string here).
+
+    The result has ``region_id`` and null ``area_km2``, ``centroid_lon``, ``centroid_lat`` (double) and
+    ``geometry_wkb`` (binary) columns, the layout of a stored regions table, and no ``geometry`` column.
+    Null or duplicate ids stop the job with a message naming ``source``.
+    """
+    df = ids.select(F.col(C.REGION_ID).cast("string").alias(C.REGION_ID))
+    nulls = df.where(F.col(C.REGION_ID).isNull()).count()
+    if nulls:
+        raise InputError(f"{source}: {nulls} rows have no region id")
+    dups = df.groupBy(C.REGION_ID).count().where("count > 1").orderBy(C.REGION_ID).limit(10).collect()
+    if dups:
+        raise InputError(f"{source}: duplicate region ids: {[r[C.REGION_ID] for r in dups]}")
+    out = df.select(
+        C.REGION_ID,
+        F.lit(None).cast("double").alias(C.AREA_KM2),
+        F.lit(None).cast("double").alias(C.CENTROID_LON),
+        F.lit(None).cast("double").alias(C.CENTROID_LAT),
+        F.lit(None).cast("binary").alias(C.GEOMETRY_WKB),
+    )
+    return RegionsResult(out, {"input_rows": df.count()})

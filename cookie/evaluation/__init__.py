@@ -8,7 +8,9 @@
 * :mod:`~cookie.evaluation.report` / :mod:`~cookie.evaluation.maps` -- markdown tables, PNG maps;
 * :mod:`~cookie.evaluation.pipeline` -- the evaluate verb: a registered version -> metrics, report, MLflow;
 * :mod:`~cookie.evaluation.promotion` -- champion / challenger decision and alias move;
-* :mod:`~cookie.evaluation.selection` -- choosing a setting inside training rows only.
+* :mod:`~cookie.evaluation.selection` -- choosing a setting inside training rows only;
+* :mod:`~cookie.evaluation.select` -- the select verb: view preprocessing and spatial context, chosen config.
 
-Tables are read through :mod:`cookie.storage.delta`, MLflow through :mod:`cookie.storage.tracking`.
+Tables are read through :mod:`cookie.storage.delta`, MLflow through :mod:`cookie.storage.tracking`; progress
+is logged under the ``cookie.evaluation`` logger.
 """

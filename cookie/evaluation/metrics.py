@@ -2,17 +2,20 @@
 
 Definitions follow the published evaluation code so that numbers are comparable:
 
-* regression (MVURE / MGFN / HREP / HAFusion ``tasks.py``, RegionDCL ``evaluator.py``):
-  :func:`mae`, :func:`rmse`, :func:`r2` with scikit-learn's definitions
-  (R2 = 1 - SS_res / SS_tot, which is negative for a model worse than the mean);
+* regression (MVURE / MGFN / HREP / HAFusion ``tasks.py``, RegionDCL ``evaluator.py``, which call
+  scikit-learn): :func:`mae`, :func:`rmse`, :func:`r2` are scikit-learn's ``mean_absolute_error``,
+  ``root_mean_squared_error`` and ``r2_score`` (R2 = 1 - SS_res / SS_tot, negative for a model worse than
+  the mean);
 * land-use distributions (RegionDCL ``evaluator.py``): per-region quantities averaged over regions:
   :func:`l1_distance` (sum over classes of |p - q|), :func:`kl_divergence`
   (KL(true || predicted), as ``F.kl_div(pred.log(), true, reduction="batchmean")``) and
   :func:`cosine_similarity` (row-wise cosine, as ``torch.cosine_similarity``);
-* classification: :func:`accuracy`, :func:`macro_f1`;
+* classification: :func:`accuracy`, :func:`macro_f1` (scikit-learn's ``accuracy_score`` and
+  ``f1_score(average="macro", zero_division=0)``);
 * clustering (MGFN ``lu_classify``): :func:`nmi`, :func:`ari` (scikit-learn's
   ``normalized_mutual_info_score`` with the arithmetic mean, and ``adjusted_rand_score``).
 
+scikit-learn has no row-averaged L1 / KL / cosine with torch's conventions, so those three are numpy here.
 All functions take array-likes and return a plain ``float``.
 """
 
@@ -57,28 +60,24 @@ def _pair_1d(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarr
 
 
 def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Mean absolute error."""
+    """Mean absolute error (scikit-learn's ``mean_absolute_error``)."""
     t, p = _pair_1d(y_true, y_pred)
-    return float(np.mean(np.abs(t - p)))
+    return float(_skm.mean_absolute_error(t, p))
 
 
 def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Root mean squared error."""
+    """Root mean squared error (scikit-learn's ``root_mean_squared_error``)."""
     t, p = _pair_1d(y_true, y_pred)
-    return float(np.sqrt(np.mean((t - p) ** 2)))
+    return float(_skm.root_mean_squared_error(t, p))
 
 
 def r2(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Coefficient of determination, ``1 - SS_res / SS_tot`` (scikit-learn's ``r2_score``).
 
-    A constant target gives 1.0 for a perfect prediction and 0.0 otherwise, as in scikit-learn.
+    A constant target gives 1.0 for a perfect prediction and 0.0 otherwise, as scikit-learn does.
     """
     t, p = _pair_1d(y_true, y_pred)
-    ss_res = float(np.sum((t - p) ** 2))
-    ss_tot = float(np.sum((t - t.mean()) ** 2))
-    if ss_tot == 0.0:
-        return 1.0 if ss_res == 0.0 else 0.0
-    return 1.0 - ss_res / ss_tot
+    return float(_skm.r2_score(t, p))
 
 
 def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
@@ -141,34 +140,28 @@ def distribution_metrics(p_true: ArrayLike, p_pred: ArrayLike) -> dict[str, floa
     }
 
 
-def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Fraction of exact label matches."""
+def _labels_1d(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true).ravel()
     p = np.asarray(y_pred).ravel()
     if t.shape != p.shape or t.size == 0:
         raise ValueError(f"expected matching non-empty label vectors, got {t.shape} and {p.shape}")
-    return float(np.mean(t == p))
+    return t, p
+
+
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Fraction of exact label matches (scikit-learn's ``accuracy_score``)."""
+    t, p = _labels_1d(y_true, y_pred)
+    return float(_skm.accuracy_score(t, p))
 
 
 def macro_f1(y_true: ArrayLike, y_pred: ArrayLike, labels: ArrayLike | None = None) -> float:
-    """Unweighted mean of per-class F1 over ``labels`` (default: classes present in either input).
-
-    A class with no true and no predicted member would have an undefined F1; it is scored 0, as
-    scikit-learn's ``f1_score(average="macro", zero_division=0)`` does.
+    """Unweighted mean of per-class F1 over ``labels`` (default: classes present in either input):
+    scikit-learn's ``f1_score(average="macro", zero_division=0)``, so a class with no true and no
+    predicted member scores 0.
     """
-    t = np.asarray(y_true).ravel()
-    p = np.asarray(y_pred).ravel()
-    if t.shape != p.shape or t.size == 0:
-        raise ValueError(f"expected matching non-empty label vectors, got {t.shape} and {p.shape}")
-    classes = np.unique(np.concatenate([t, p])) if labels is None else np.asarray(labels).ravel()
-    f1s = []
-    for c in classes:
-        tp = np.sum((p == c) & (t == c))
-        fp = np.sum((p == c) & (t != c))
-        fn = np.sum((p != c) & (t == c))
-        denom = 2 * tp + fp + fn
-        f1s.append(0.0 if denom == 0 else 2.0 * tp / denom)
-    return float(np.mean(f1s))
+    t, p = _labels_1d(y_true, y_pred)
+    lab = None if labels is None else np.asarray(labels).ravel()
+    return float(_skm.f1_score(t, p, labels=lab, average="macro", zero_division=0))
 
 
 def classification_metrics(y_true: ArrayLike, y_pred: ArrayLike, labels: ArrayLike | None = None) -> dict[str, float]:

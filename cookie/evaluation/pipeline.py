@@ -7,29 +7,38 @@
 
 Reads the embeddings of the version from the ``embeddings`` Delta table (trainer's contract), the label
 tables named by the config's ``evaluation.tasks`` and the ``regions`` table (centroids for spatial blocks,
-WKB geometry for the maps), runs the tasks (:mod:`cookie.evaluation.runner`), writes the report and logs
-everything to MLflow (:mod:`cookie.evaluation.registry`).
+WKB geometry for the maps; regions known by id only have neither, and those parts are skipped), runs the
+tasks (:mod:`cookie.evaluation.runner`), writes the report and logs everything to MLflow
+(:mod:`cookie.storage.tracking`). Progress goes to the ``cookie.evaluation.pipeline`` logger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cookie.config.evaluation import EvaluationConfig, TaskConfig
-from cookie.storage.tracking import (VersionRef, artifact_location, experiment_name, log_evaluation,
-                                     registered_model_name, resolve_version, tracking_uri)
-from cookie.storage.tracking import client as make_client
-from cookie.evaluation.runner import EvaluationResult, run_tasks, write_report
-from cookie.exceptions import MissingTable
+from cookie.evaluation.runner import NO_GEOMETRY, EvaluationResult, centroids_of, run_tasks, write_report
+from cookie.exceptions import ConfigError, MissingTable
 from cookie.storage.delta import LabelRows, load_embeddings, load_label, load_regions
+from cookie.storage.tracking import (
+    VersionRef,
+    artifact_location,
+    client_for,
+    experiment_name,
+    log_evaluation,
+    registered_model_name,
+    resolve_version,
+)
 
-__all__ = ["EvaluationOutput", "evaluate_ref", "evaluate_version", "evaluation_config", "registered_model_name"]
+__all__ = ["EvaluationOutput", "evaluate_ref", "evaluate_version", "evaluation_config"]
+
+logger = logging.getLogger(__name__)
 
 
 def evaluation_config(cfg: Any) -> EvaluationConfig:
@@ -58,28 +67,28 @@ def evaluate_ref(
     log: bool = True,
     maps: bool | None = None,
     tasks: list[TaskConfig] | None = None,
-    say: Callable[[str], None] = print,
     alias: str | None = None,
 ) -> EvaluationOutput:
     """Evaluate the embeddings of ``ref`` (see the module docstring)."""
     ev = evaluation_config(cfg)
     tasks = list(ev.tasks if tasks is None else tasks)
     if not tasks:
-        raise ValueError(f"config {cfg.name!r} has no evaluation.tasks")
+        raise ConfigError(f"config {cfg.name!r} has no evaluation.tasks")
     emb = load_embeddings(cfg, ref.name, model_version=ref.version,
                           run_id=ref.run_id if ref.version is None else None, table=ev.embeddings_table)
     X = emb.column(ev.embedding_column)
     valid = np.any(X != 0, axis=1) & np.all(np.isfinite(X), axis=1)
-    say(f"{ref.label()}: {X.shape[0]} regions x {X.shape[1]} dims ({ev.embedding_column}); "
-        f"{int((~valid).sum())} all-zero / non-finite rows left out")
+    logger.info("%s: %d regions x %d dims (%s); %d all-zero / non-finite rows left out", ref.label(), X.shape[0],
+                X.shape[1], ev.embedding_column, int((~valid).sum()))
 
     try:
         regions = load_regions(cfg)
     except MissingTable:
+        logger.warning("no regions table: maps and spatial blocks are skipped")
         regions = None
-    centroids = None
-    if regions is not None and {"centroid_lon", "centroid_lat"} <= set(regions.columns):
-        centroids = {r: (lo, la) for r, lo, la in zip(regions["region_id"], regions["centroid_lon"], regions["centroid_lat"])}
+    centroids = centroids_of(regions)
+    if regions is not None and centroids is None:
+        logger.info("spatial blocks and maps: %s", NO_GEOMETRY)
 
     cache: dict[tuple[Any, ...], LabelRows] = {}
 
@@ -91,10 +100,10 @@ def evaluate_ref(
                                     task.normalise_rows, task.exclude_columns, task.subset_table)
         return cache[key]
 
-    result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid, log=say)
+    result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid)
     metrics = result.metrics()
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if report_dir is None:
         base = Path(cfg.resolve(ev.report_dir)) / cfg.name / ref.name
         report_dir = base / (f"v{ref.version}" if ref.version is not None else f"run-{ref.run_id}") / stamp
@@ -112,11 +121,11 @@ def evaluate_ref(
     files = write_report(result, report_dir, regions=regions, embedding=(emb.ids, X), title=ref.label(),
                          info=info, dataset=cfg.name, method=ref.name,
                          maps=ev.maps if maps is None else maps)
-    say(f"report: {Path(report_dir) / 'report.md'}")
+    logger.info("report: %s", Path(report_dir) / "report.md")
 
     run_id = None
     if log:
-        mc = mlflow_client or make_client(tracking_uri(cfg))
+        mc = mlflow_client or client_for(cfg)
         params = {f"task.{t.key}": t.model_dump_json(exclude={"name", "protocol"}) for t in tasks}
         params.update({"embedding_column": ev.embedding_column, "region_order": ev.region_order,
                        "embeddings_table": ev.embeddings_table, "n_regions": len(emb.ids)})
@@ -125,7 +134,7 @@ def evaluate_ref(
             tags={"cookie.config": cfg.name, "cookie.alias": alias or ""}, primary_metric=ev.primary_metric,
             log_to_training_run=ev.log_to_training_run,
         )
-        say(f"logged evaluation run {run_id} in experiment {experiment_name(cfg)!r}")
+        logger.info("logged evaluation run %s in experiment %r", run_id, experiment_name(cfg))
     return EvaluationOutput(ref=ref, result=result, metrics=metrics, report_dir=Path(report_dir), files=files, eval_run_id=run_id)
 
 
@@ -143,6 +152,6 @@ def evaluate_version(
     name = model_name or registered_model_name(cfg)
     if alias is None and version is None and run_id is None:
         alias = ev.alias
-    mc = mlflow_client or make_client(tracking_uri(cfg))
+    mc = mlflow_client or client_for(cfg)
     ref = resolve_version(mc, name, alias=alias, version=version, run_id=run_id)
     return evaluate_ref(cfg, ref, mlflow_client=mc, alias=alias, **kwargs)

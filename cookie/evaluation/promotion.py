@@ -4,11 +4,13 @@ The rule (:func:`decide`): the challenger becomes champion when there is no cham
 better than the champion's by more than ``min_improvement`` (strictly; ties keep the champion). A
 challenger without a finite score is never promoted. :func:`promote` applies it to the registry and logs
 the decision, both scores and both versions as an MLflow run (tag ``cookie.kind=promotion``) and as tags of
-the challenger version (``promotion.decision``, ``promotion.reason``, ...).
+the challenger version (``promotion.decision``, ``promotion.reason``, ...). Progress and the decision go to
+the ``cookie.evaluation.promotion`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +20,8 @@ from typing import Any, Literal
 from cookie.storage.tracking import VersionRef, ensure_experiment, resolve_version, version_score
 
 __all__ = ["Decision", "decide", "promote"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,20 +95,25 @@ def promote(
     champion_alias: str = "champion",
     evaluate_missing: Callable[[VersionRef], float | None] | None = None,
     dry_run: bool = False,
+    artifact_location: str | None = None,
 ) -> Decision:
     """Compare challenger and champion on ``metric`` and move the champion alias if the challenger wins.
 
     ``evaluate_missing(ref)``, if given, is called for a version that has no score yet and returns it (the
     evaluate job's code path); without it a missing score counts as none. ``dry_run`` decides and logs
-    nothing.
+    nothing. ``artifact_location`` is used if ``experiment`` has to be created.
     """
     challenger = resolve_version(mlflow_client, model_name, alias=challenger_alias)
     champion = _try_resolve(mlflow_client, model_name, champion_alias)
+    log.info("%s: challenger @%s = %s, champion @%s = %s", model_name, challenger_alias, challenger.label(),
+             champion_alias, "none" if champion is None else champion.label())
 
     def score(ref: VersionRef) -> float | None:
         s = version_score(mlflow_client, ref, metric)
         if s is None and evaluate_missing is not None:
+            log.info("%s has no %r yet: evaluating it", ref.label(), metric)
             s = evaluate_missing(ref)
+        log.info("%s: %s = %s", ref.label(), metric, s)
         return s
 
     c_score = score(challenger)
@@ -126,18 +135,22 @@ def promote(
         champion_score=k_score,
         min_improvement=min_improvement,
     )
+    log.info("%s%s: %s", "PROMOTED" if ok else "KEPT champion", " (dry run: nothing changed)" if dry_run else "", why)
     if dry_run:
         return decision
     if ok:
         mlflow_client.set_registered_model_alias(model_name, champion_alias, str(challenger.version))
-    decision.run_id = _log(mlflow_client, experiment, decision, challenger_alias, champion_alias)
+        log.info("%s @%s -> version %s", model_name, champion_alias, challenger.version)
+    decision.run_id = _log(mlflow_client, experiment, decision, challenger_alias, champion_alias, artifact_location)
+    log.info("logged promotion run %s in experiment %r", decision.run_id, experiment)
     return decision
 
 
-def _log(mlflow_client: Any, experiment: str, d: Decision, challenger_alias: str, champion_alias: str) -> str:
+def _log(mlflow_client: Any, experiment: str, d: Decision, challenger_alias: str, champion_alias: str,
+         artifact_location: str | None = None) -> str:
     from mlflow.entities import Metric, Param
 
-    exp_id = ensure_experiment(mlflow_client, experiment)
+    exp_id = ensure_experiment(mlflow_client, experiment, artifact_location)
     tags = {
         "cookie.kind": "promotion",
         "cookie.model_name": d.model_name,

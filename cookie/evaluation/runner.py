@@ -8,11 +8,16 @@
 Rows are matched by region id: a task evaluates the regions that have both an embedding and a usable label
 row, in the order of :func:`cookie.storage.delta.order_ids` (numeric ids in numeric order, so
 Manhattan-180's unshuffled folds are the published ones).
+
+Regions known by id only (``regions: {kind: ids}``) have null geometry and centroids in the regions table:
+spatial-block tasks and maps are then skipped with the logged reason :data:`NO_GEOMETRY`; every other task
+runs. Progress goes to the ``cookie.evaluation.runner`` logger.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +26,39 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cookie.evaluation import protocols as P
 from cookie.config.evaluation import REGRESSION_PROTOCOLS, TaskConfig
+from cookie.evaluation import protocols as P
 from cookie.evaluation.protocols import ProtocolResult
 from cookie.evaluation.report import markdown_table
 from cookie.storage.delta import LabelRows, order_ids
 
-__all__ = ["EvaluationResult", "TaskOutcome", "run_protocol", "run_task", "run_tasks", "write_report"]
+__all__ = ["NO_GEOMETRY", "EvaluationResult", "TaskOutcome", "centroids_of", "has_geometry", "run_protocol",
+           "run_task", "run_tasks", "write_report"]
+
+log = logging.getLogger(__name__)
+
+#: why maps and spatial-block tasks are skipped for regions known by id only
+NO_GEOMETRY = "unavailable: regions have no geometry"
+
+
+def has_geometry(regions: Any | None) -> bool:
+    """Whether a regions table (pandas) has at least one region with a geometry (``geometry_wkb``)."""
+    if regions is None or len(regions) == 0 or "geometry_wkb" not in regions.columns:
+        return False
+    return bool(regions["geometry_wkb"].notna().any())
+
+
+def centroids_of(regions: Any | None) -> dict[str, tuple[float, float]] | None:
+    """``{region_id: (lon, lat)}`` of the regions with a finite centroid; ``None`` when none has one."""
+    if regions is None or len(regions) == 0 or not {"centroid_lon", "centroid_lat"} <= set(regions.columns):
+        return None
+    lon = regions["centroid_lon"].to_numpy(dtype=float, na_value=np.nan)
+    lat = regions["centroid_lat"].to_numpy(dtype=float, na_value=np.nan)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.any():
+        return None
+    ids = regions["region_id"].astype(str).to_numpy()
+    return {r: (float(a), float(b)) for r, a, b, k in zip(ids, lon, lat, ok) if k}
 
 
 @dataclass
@@ -147,8 +178,12 @@ def run_task(
     ya = np.asarray(label.values)[[lab[r] for r in common]]
     cents = None
     if task.protocol == "spatial_block":
-        if centroids is None:
-            raise ValueError("spatial_block needs centroids")
+        if not centroids:
+            raise ValueError(f"spatial_block: {NO_GEOMETRY}")
+        lacking = [r for r in common if r not in centroids]
+        if lacking:
+            raise ValueError(f"spatial_block: {len(lacking)} of the task's {len(common)} regions have no geometry "
+                             f"(first: {lacking[:5]})")
         cents = np.array([centroids[r] for r in common], dtype=float)
     res = run_protocol(task.protocol, Xa, ya, task.options, cents)
     return TaskOutcome(task=task, result=res, ids=common, y=ya)
@@ -163,36 +198,41 @@ def run_tasks(
     order: Literal["natural", "lexicographic"] = "natural",
     valid: np.ndarray | None = None,
     on_error: Literal["raise", "skip"] = "raise",
-    log: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
-    """Every task in turn; ``labels(task)`` gives its label rows (cached per table and columns by the caller)."""
+    """Every task in turn; ``labels(task)`` gives its label rows (cached per table and columns by the caller).
+
+    A spatial-block task without ``centroids`` (regions known by id only) is skipped with the reason
+    :data:`NO_GEOMETRY`; other failures raise (``on_error="raise"``) or are recorded in ``skipped``.
+    """
     out = EvaluationResult()
     for task in tasks:
+        if task.protocol == "spatial_block" and not centroids:
+            out.skipped[task.key] = NO_GEOMETRY
+            log.info("%s: skipped (%s)", task.key, NO_GEOMETRY)
+            continue
         try:
             o = run_task(task, ids, X, labels(task), centroids, order, valid)
-        except Exception as exc:  # noqa: BLE001 - reported, or re-raised
+        except Exception as exc:
             if on_error == "raise":
                 raise
             out.skipped[task.key] = f"{type(exc).__name__}: {exc}"
-            if log:
-                log(f"  {task.key}: skipped ({out.skipped[task.key]})")
+            log.warning("%s: skipped (%s)", task.key, out.skipped[task.key])
             continue
         out.outcomes.append(o)
-        if log:
-            shown = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.4g}" for k, v in o.metrics().items())
-            log(f"  {task.key} on {len(o.ids)} regions: {shown}")
+        shown = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.4g}" for k, v in o.metrics().items())
+        log.info("%s on %d regions: %s", task.key, len(o.ids), shown)
     return out
 
 
 # --------------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------------
-def _geometries(regions: Any) -> tuple[list[str], list[Any]]:
-    import shapely
+def _geometries(regions: Any) -> tuple[list[str], Any]:
+    """Region ids and their geometries (a WGS84 GeoSeries; ``None`` where a region has none)."""
+    from cookie.evaluation.maps import WGS84, region_series
 
     ids = [str(r) for r in regions["region_id"]]
-    geoms = list(shapely.from_wkb(np.asarray(regions["geometry_wkb"].tolist(), dtype=object)))
-    return ids, geoms
+    return ids, region_series(list(regions["geometry_wkb"]), crs=WGS84)
 
 
 def _safe(name: str) -> str:
@@ -215,8 +255,9 @@ def write_report(
 
     Maps need ``regions`` (a DataFrame with ``region_id`` and ``geometry_wkb``): one predicted-vs-actual
     map per regression task with maps on (out-of-fold / mean test predictions; regions not evaluated are
-    grey), and, with ``embedding=(ids, X)``, the first three principal components as RGB. ``published``
-    records are added to the table for comparison.
+    grey), and, with ``embedding=(ids, X)``, the first three principal components as RGB. Without any
+    geometry (regions known by id only) the maps are skipped and the report says :data:`NO_GEOMETRY`.
+    ``published`` records are added to the table for comparison.
 
     Returns ``{name: path}`` of every file written.
     """
@@ -226,7 +267,11 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     images: list[tuple[str, str]] = []
-    if maps and regions is not None and len(regions):
+    maps_note = None
+    if maps and not has_geometry(regions):
+        maps_note = NO_GEOMETRY
+        log.info("maps: %s", NO_GEOMETRY)
+    elif maps:
         rid, geoms = _geometries(regions)
         index = {r: i for i, r in enumerate(rid)}
         for o in result.outcomes:
@@ -281,6 +326,8 @@ def write_report(
         lines += ["## Skipped tasks", ""] + [f"- `{k}`: {why}" for k, why in result.skipped.items()] + [""]
     if images:
         lines += ["## Maps", ""] + [f"### {cap}\n\n![{cap}]({name})\n" for cap, name in images]
+    elif maps_note:
+        lines += ["## Maps", "", f"Maps {maps_note}.", ""]
     (out / "report.md").write_text("\n".join(lines))
     files["report.md"] = out / "report.md"
     return files

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from cookie.config.model import ModelConfig
+from cookie.exceptions import ConfigError, InputError
 
 FORMAT = "cookie.model"
 FORMAT_VERSION = 1
@@ -46,7 +47,7 @@ class Stage:
 def check_view_name(name: str) -> None:
     """View names become block and column names; keep them simple and unambiguous."""
     if not name or not all(c.isalnum() or c == "_" for c in name) or "__" in name:
-        raise ValueError(
+        raise ConfigError(
             f"view name {name!r} must be non-empty, alphanumeric or '_', without '__' "
             "(it is used in block names such as shared_<a>__<b>)"
         )
@@ -109,7 +110,7 @@ class RegionModule(nn.Module):
 def _as_float_tensor(x: Any, name: str) -> Tensor:
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
     if t.ndim != 2:
-        raise ValueError(f"view {name!r} must be 2-D (regions, features), got shape {tuple(t.shape)}")
+        raise InputError(f"view {name!r} must be 2-D (regions, features), got shape {tuple(t.shape)}")
     return t.float()
 
 
@@ -213,21 +214,21 @@ class RegionModel:
                 raise KeyError(f"missing view {name!r}; expected {self.view_names}")
             x = _as_float_tensor(views[name], name).to(device)
             if x.shape[1] != self.module.view_dims[name]:
-                raise ValueError(f"view {name!r} has {x.shape[1]} features, model expects {self.module.view_dims[name]}")
+                raise InputError(f"view {name!r} has {x.shape[1]} features, model expects {self.module.view_dims[name]}")
             if n_rows is None:
                 n_rows = x.shape[0]
             elif x.shape[0] != n_rows:
-                raise ValueError(f"view {name!r} has {x.shape[0]} rows, others have {n_rows}")
+                raise InputError(f"view {name!r} has {x.shape[0]} rows, others have {n_rows}")
             m = masks.get(name)
             if m is not None:
                 m = torch.as_tensor(np.asarray(m) if not isinstance(m, Tensor) else m).to(device).bool().reshape(-1)
                 if m.shape[0] != x.shape[0]:
-                    raise ValueError(f"mask of {name!r} has {m.shape[0]} rows, view has {x.shape[0]}")
+                    raise InputError(f"mask of {name!r} has {m.shape[0]} rows, view has {x.shape[0]}")
                 x = torch.where(m[:, None], x, torch.zeros((), device=device))
                 if bool(m.all()):
                     m = None
             if not bool(torch.isfinite(x).all()):
-                raise ValueError(f"view {name!r} has NaN or inf in unmasked rows; mask them or impute")
+                raise InputError(f"view {name!r} has NaN or inf in unmasked rows; mask them or impute")
             out_v[name] = x
             out_m[name] = m
         return out_v, out_m

@@ -1,4 +1,4 @@
-"""Cheap baselines that keep everyone honest (docs/method.md section 3, "Other baselines").
+"""Cheap baselines that keep everyone honest (the method specification section 3, "Other baselines").
 
 - ``raw``: every view z-scored and concatenated (one block per view);
 - ``raw_pca``: the same, projected by PCA to CooKIE's embedding width (M + M(M-1)/2) * d;

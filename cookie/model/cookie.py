@@ -1,6 +1,6 @@
 """CooKIE: intra-view pretraining (unique information), then pairwise inter-view learning (shared).
 
-docs/method.md section 3. Objectives: M intra-view + M(M-1)/2 pairwise; heads: M + M(M-1).
+the method specification section 3. Objectives: M intra-view + M(M-1)/2 pairwise; heads: M + M(M-1).
 The ablations ``intra_only`` and ``pair_only`` are this module with one stage switched off.
 """
 
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from cookie.model.augment import Augmenter
 from cookie.model.base import Masks, RegionModule, Stage, Views
 from cookie.config.model import ModelConfig
+from cookie.exceptions import ConfigError
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead
 from cookie.model.losses import ClubRemoval, info_nce
@@ -51,7 +52,7 @@ class CooKIEModule(RegionModule):
         if variant not in VARIANTS:
             raise ValueError(f"unknown CooKIE variant {variant!r}")
         if len(self.view_names) < 2 and variant != "intra_only":
-            raise ValueError("CooKIE needs at least two views")
+            raise ConfigError(f"method {variant!r} needs at least two views, got {self.view_names}")
         self.variant = variant
         self.use_intra = variant in ("cookie", "intra_only")
         self.use_pair = variant in ("cookie", "pair_only")

@@ -1,4 +1,4 @@
-"""Efficiency figures of docs/method.md section 4: parameters, FLOPs per training step,
+"""Efficiency figures of the method specification section 4: parameters, FLOPs per training step,
 seconds per epoch and peak memory, measured the same way for every method.
 
 Every measurement runs on a deep copy of the model, so profiling never changes its weights.

@@ -9,7 +9,7 @@ class ViewEncoder(nn.Sequential):
     """Linear(d_m, hidden) - LayerNorm - GELU - Dropout - Linear(hidden, d).
 
     A plain MLP keeps training data-parallel over regions: spatial context, if any, is averaged
-    into the features once by the ETL (docs/method.md section 1).
+    into the features once by the ETL (the method specification section 1).
     """
 
     def __init__(self, in_dim: int, hidden_dim: int = 256, out_dim: int = 64, dropout: float = 0.1) -> None:

@@ -12,6 +12,7 @@ import torch
 from cookie.model.base import FORMAT, FORMAT_VERSION, RegionModel, RegionModule
 from cookie.model.baselines import RawModule, RawPCAModule, SingleViewModule
 from cookie.config.model import ModelConfig
+from cookie.exceptions import ConfigError, InputError
 from cookie.model.cookie import CooKIEModule
 from cookie.model.gfactorcl import GFactorCLModule
 
@@ -29,7 +30,7 @@ def build_module(config: ModelConfig, view_dims: Mapping[str, int]) -> RegionMod
         return RawPCAModule(view_dims, config)
     if method == "single_view":
         if config.single_view not in view_dims:
-            raise KeyError(f"single_view {config.single_view!r} is not one of {list(view_dims)}")
+            raise ConfigError(f"model.single_view: {config.single_view!r} is not one of the views {list(view_dims)}")
         return SingleViewModule({config.single_view: view_dims[config.single_view]}, config)
     raise ValueError(f"unknown method {method!r}")
 
@@ -40,7 +41,7 @@ def build_model(config: ModelConfig, view_dims: Mapping[str, int]) -> RegionMode
     ``view_dims`` maps view name -> number of features; its order is the model's view order.
     """
     if not view_dims:
-        raise ValueError("no views")
+        raise ConfigError("no views")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         module = build_module(config, {k: int(v) for k, v in view_dims.items()})
@@ -51,9 +52,9 @@ def build_model(config: ModelConfig, view_dims: Mapping[str, int]) -> RegionMode
 def model_from_state(state: Mapping[str, Any], map_location: str | torch.device = "cpu") -> RegionModel:
     """Rebuild a model from :meth:`RegionModel.state` (a saved file's contents)."""
     if state.get("format") != FORMAT:
-        raise ValueError("not a cookie model file")
+        raise InputError("not a cookie model file")
     if int(state.get("version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"model file version {state['version']} is newer than this code ({FORMAT_VERSION})")
+        raise InputError(f"model file version {state['version']} is newer than this code ({FORMAT_VERSION})")
     config = ModelConfig.model_validate(state["config"])
     view_dims = dict(zip(state["view_names"], state["view_dims"], strict=True))
     model = build_model(config, view_dims)

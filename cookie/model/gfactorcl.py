@@ -1,6 +1,6 @@
 """GFactorCL: FactorCL's objectives generalised to every subset of M >= 2 views (the baseline).
 
-docs/method.md section 3. For each subset S with |S| >= 2, a head h_S^a per member a and the
+the method specification section 3. For each subset S with |S| >= 2, a head h_S^a per member a and the
 shared objective ``mean_a NCE(h_S^a(f_a(x_a)), concat_{b in S minus a} h_S^b(f_b(x_b)))``; for each
 view a, a unique objective conditioned on all other views. Objectives: 2^M - 1 (plus CLUB terms
 if enabled); heads: M * 2^(M-1). Built from the same encoders, heads and losses as CooKIE, so
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from cookie.model.base import Masks, RegionModule, Stage, Views
 from cookie.config.model import ModelConfig
+from cookie.exceptions import ConfigError
 from cookie.model.cookie import augmenter_from, present_weight
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead
@@ -55,7 +56,7 @@ class GFactorCLModule(RegionModule):
         super().__init__(view_dims, config)
         m = len(self.view_names)
         if m < 2:
-            raise ValueError("GFactorCL needs at least two views")
+            raise ConfigError(f"method 'gfactorcl' needs at least two views, got {self.view_names}")
         d = config.embed_dim
         self.subsets: list[tuple[int, ...]] = [s for k in range(2, m + 1) for s in combinations(range(m), k)]
         self.encoders = nn.ModuleList(

@@ -31,7 +31,7 @@ def _select(mask: Tensor | None, *tensors: Tensor) -> tuple[Tensor, ...]:
 
 
 def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, mask: Tensor | None = None) -> Tensor:
-    """Symmetric InfoNCE with cosine similarity and temperature ``tau`` (docs/method.md section 3).
+    """Symmetric InfoNCE with cosine similarity and temperature ``tau`` (the method specification section 3).
 
     ``NCE(a, b) = -1/2B sum_k [log softmax_j(sim(a_k, b_j)/tau)_k + log softmax_j(sim(b_k, a_j)/tau)_k]``.
     Rows where ``mask`` is False are dropped first.

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cookie import constants as C
+from cookie.exceptions import InputError
 from cookie.preprocessing import FeatureStats, present_column, transform_view
 
 
@@ -32,7 +33,7 @@ class Embedder:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], stats: dict[str, Any] | FeatureStats, batch_size: int = 8192) -> "Embedder":
-        from cookie.model import RegionModel
+        from cookie.model import model_from_state
 
         st = stats if isinstance(stats, FeatureStats) else FeatureStats.from_dict(stats)
         return cls(model_from_state(state), st, batch_size)
@@ -48,7 +49,7 @@ class Embedder:
     def from_files(cls, model_path: str, stats_path: str, batch_size: int = 8192) -> "Embedder":
         from pathlib import Path
 
-        from cookie.model import RegionModel
+        from cookie.model import load_model
 
         stats = FeatureStats.from_json(Path(stats_path).read_text())
         return cls(load_model(model_path), stats, batch_size)
@@ -78,7 +79,10 @@ class Embedder:
                 present = frame[pc].eq(True).to_numpy()
             else:
                 present = np.ones(len(frame), dtype=bool)
-            views[vs.name] = transform_view(x, present, vs, self.stats.nan_policy, region_ids=ids)
+            try:
+                views[vs.name] = transform_view(x, present, vs, self.stats.nan_policy, region_ids=ids)
+            except ValueError as exc:  # a NaN in a present row under nan_policy 'raise', a shape
+                raise InputError(str(exc)) from exc
             masks[vs.name] = present
         return views, masks
 

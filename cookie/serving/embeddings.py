@@ -5,7 +5,11 @@ Contract (read by the evaluation code; keep it exactly):
 =================  ==============  =================================================================
 column             type            meaning
 =================  ==============  =================================================================
-region_id          string          the region (as in ``regions``)
+region_id          string          the region (as in ``regions``); a string even when the source ids are
+                                   integers, so sort by ``region_order``, not by ``region_id``
+region_order       int             the region's position (0-based) in the natural order of the ``regions``
+                                   table's ids: numerically when every id is an integer (``'2'`` before
+                                   ``'10'``), else as strings (:func:`cookie.storage.delta.order_ids`)
 model_name         string          registered model name
 model_version      int             registered model version
 run_id             string          MLflow run that trained it
@@ -40,7 +44,8 @@ MODEL_VERSION = "model_version"
 RUN_ID = "run_id"
 CREATED_AT = "created_at"
 EMBEDDING = "embedding"
-KEY_COLUMNS = (C.REGION_ID, MODEL_NAME, MODEL_VERSION, RUN_ID, CREATED_AT, EMBEDDING)
+REGION_ORDER = C.REGION_ORDER
+KEY_COLUMNS = (C.REGION_ID, REGION_ORDER, MODEL_NAME, MODEL_VERSION, RUN_ID, CREATED_AT, EMBEDDING)
 
 
 def location(cfg) -> tables.TableLocation:
@@ -55,8 +60,26 @@ def _model_bytes(model: Any) -> bytes:
     return buf.getvalue()
 
 
+def region_order(ids: DataFrame) -> DataFrame:
+    """``region_id, region_order`` of the distinct ids of ``ids``: 0-based positions in the natural order of
+    :func:`cookie.storage.delta.order_ids` (numerically when every id is an integer, else as strings).
+
+    Computed in Spark on the id column alone (one small sort), so no id list is collected to the driver.
+    """
+    from pyspark.sql import Window
+
+    rid = F.col(C.REGION_ID)
+    ids = ids.select(rid.cast("string").alias(C.REGION_ID)).distinct()
+    integer = F.coalesce(rid.rlike(r"^\s*[+-]?[0-9]{1,38}\s*$"), F.lit(False))
+    flag = ids.agg(F.min(integer.cast("int")).alias("_all_int"))  # one row, joined lazily (no driver action)
+    # the key of order_ids: (int(id), id) when every id is an integer, else id
+    number = F.when(F.col("_all_int") == 1, F.trim(rid).cast("decimal(38,0)"))
+    window = Window.orderBy(number.asc_nulls_first(), rid)  # one partition, of ids only
+    return ids.crossJoin(flag).select(C.REGION_ID, (F.row_number().over(window) - 1).cast("int").alias(REGION_ORDER))
+
+
 def compute_embeddings(spark: SparkSession, cfg, model: Any, stats: Any, batch_size: int = 8192) -> DataFrame:
-    """region_id, embedding and block columns of every region, computed in Spark tasks."""
+    """region_id, region_order, embedding and block columns of every region, computed in Spark tasks."""
     from cookie.training.data import flat_features
     from cookie.serving.embedder import map_embeddings
 
@@ -65,7 +88,8 @@ def compute_embeddings(spark: SparkSession, cfg, model: Any, stats: Any, batch_s
     schema = ", ".join([f"{C.REGION_ID} string", f"{EMBEDDING} array<float>"]
                        + [f"`{b}` array<float>" for b in model.block_names])
     fn = map_embeddings(bc, stats.to_dict(), batch_size, threads=cfg.train.torch_threads)
-    return frame.mapInPandas(fn, schema)
+    order = region_order(tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(C.REGION_ID))
+    return frame.mapInPandas(fn, schema).join(order, on=C.REGION_ID, how="left")
 
 
 def _predicate(model_name: str, model_version: int) -> str:
@@ -88,6 +112,7 @@ def write_embeddings(
     emb = compute_embeddings(spark, cfg, model, stats, cfg.train.embed_batch_size)
     df = emb.select(
         F.col(C.REGION_ID),
+        F.col(REGION_ORDER),
         F.lit(model_name).alias(MODEL_NAME),
         F.lit(int(model_version)).cast("int").alias(MODEL_VERSION),
         F.lit(run_id).alias(RUN_ID),

@@ -21,13 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.config import Config
-from cookie.exceptions import MissingTable
+from cookie.exceptions import ConfigError, MissingTable
 
 
 @dataclass(frozen=True)
@@ -89,8 +88,6 @@ def read_table(spark: SparkSession, loc: TableLocation, version: int | None = No
 
 def table_version(spark: SparkSession, loc: TableLocation) -> int:
     if loc.path and "://" not in loc.path:  # local path: the newest commit file names the version
-        from pathlib import Path
-
         commits = [int(p.stem) for p in (Path(loc.path) / "_delta_log").glob("*.json") if p.stem.isdigit()]
         if commits:
             return max(commits)
@@ -121,10 +118,6 @@ def geometry_to_wkb(df: DataFrame, col: str = C.GEOMETRY) -> DataFrame:
     return df.withColumn(C.GEOMETRY_WKB, F.expr(f"ST_AsBinary({col})")).drop(col)
 
 
-def geometry_from_wkb(df: DataFrame) -> DataFrame:
-    return df.withColumn(C.GEOMETRY, F.expr(f"ST_GeomFromWKB({C.GEOMETRY_WKB})")).drop(C.GEOMETRY_WKB)
-
-
 def _ident(loc: TableLocation) -> str:
     return loc.full_name if loc.full_name else f"delta.`{loc.path}`"
 
@@ -137,11 +130,6 @@ def _sql_str(v: str) -> str:
 
 ID = C.REGION_ID
 PRESENT = C.PRESENT
-
-
-def table_path(cfg: Any, table: str) -> str:
-    """Local path of ``table`` for a :class:`cookie.config.Config` (``<warehouse>/<name>/<table>``)."""
-    return str(Path(cfg.warehouse_path()) / table)
 
 
 def _hint(cfg: Any, table: str) -> str:
@@ -161,11 +149,10 @@ def read_frame(
 
     ``filters`` are deltalake / pyarrow DNF conjunctions, e.g. ``[("model_version", "=", 3)]``.
     """
-    catalog = getattr(getattr(cfg, "output", None), "catalog", None)
-    if catalog:
-        return _read_catalog(cfg, table, columns, filters)
-    path = table_path(cfg, table)
-    return read_delta(path, columns, filters, hint=_hint(cfg, table))
+    loc = locate(cfg, table)
+    if loc.full_name:
+        return _read_catalog(cfg, loc.full_name, columns, filters)
+    return read_delta(loc.path, columns, filters, hint=_hint(cfg, table))
 
 
 def read_delta(
@@ -185,11 +172,12 @@ def read_delta(
     return dt.to_pandas(columns=list(columns) if columns is not None else None, filters=filters or None)
 
 
-def _read_catalog(cfg: Any, table: str, columns: Sequence[str] | None, filters: list[tuple[str, str, Any]] | None) -> pd.DataFrame:
+def _read_catalog(cfg: Any, full_name: str, columns: Sequence[str] | None,
+                  filters: list[tuple[str, str, Any]] | None) -> pd.DataFrame:
     from cookie.spark import build_session, settings_for  # only for Unity Catalog tables
 
     spark = build_session(settings_for(cfg, "evaluate"))
-    df = spark.table(f"{cfg.output.catalog}.{cfg.dataset}_{table}")
+    df = spark.table(full_name)
     for col, op, val in filters or []:
         if op not in ("=", "=="):
             raise ValueError(f"catalog reads support '=' filters only, got {op!r}")
@@ -197,11 +185,6 @@ def _read_catalog(cfg: Any, table: str, columns: Sequence[str] | None, filters: 
     if columns is not None:
         df = df.select(*columns)
     return df.toPandas()
-
-
-def view_table_names(cfg: Any) -> list[str]:
-    """``view_<name>`` for every view of the config, in config order."""
-    return [f"view_{v.name}" for v in cfg.views]
 
 
 def order_ids(ids: Sequence[str], order: Literal["natural", "lexicographic"] = "natural") -> list[str]:
@@ -257,10 +240,10 @@ def load_label(
     df = read_frame(cfg, table)
     columns = expand_columns(list(df.columns), columns, exclude_columns)
     if not columns:
-        raise KeyError(f"{table}: no column matches the task's columns; it has {list(df.columns)}")
+        raise ConfigError(f"{table}: no column matches the task's columns; it has {list(df.columns)}")
     missing = [c for c in [ID, *columns] if c not in df.columns]
     if missing:
-        raise KeyError(f"{table} has no column(s) {missing}; it has {list(df.columns)}")
+        raise ConfigError(f"{table} has no column(s) {missing}; it has {list(df.columns)}")
     df[ID] = df[ID].astype(str)
     keep = np.ones(len(df), dtype=bool)
     if require_present and PRESENT in df.columns:
@@ -268,7 +251,7 @@ def load_label(
     if subset_column:
         sub = df if subset_table in (None, table) else read_frame(cfg, subset_table)
         if subset_column not in sub.columns:
-            raise KeyError(f"{subset_table or table} has no subset column {subset_column!r}")
+            raise ConfigError(f"{subset_table or table} has no subset column {subset_column!r}")
         members = set(sub[ID].astype(str)[sub[subset_column].fillna(0).astype(float).to_numpy() > 0])
         keep &= df[ID].isin(members).to_numpy()
     vals = df[list(columns)].to_numpy(dtype=float)
@@ -307,7 +290,7 @@ class EmbeddingRows:
             return self.X
         if name in self.blocks:
             return self.blocks[name]
-        raise KeyError(f"no embedding column {name!r}; have 'embedding' and blocks {sorted(self.blocks)}")
+        raise ConfigError(f"evaluation.embedding_column: no column {name!r}; have 'embedding' and blocks {sorted(self.blocks)}")
 
 
 def _stack(col: pd.Series) -> np.ndarray:
@@ -341,7 +324,7 @@ def load_embeddings(
     df = read_frame(cfg, table, filters=filters)
     if df.empty:
         what = f"version {model_version}" if model_version is not None else f"run {run_id}"
-        raise LookupError(f"{table} has no rows for model {model_name!r} {what}")
+        raise MissingTable(f"{table} has no rows for model {model_name!r} {what}; {_hint(cfg, 'embeddings')}")
     if "created_at" in df.columns and df["created_at"].nunique() > 1:
         df = df[df["created_at"] == df["created_at"].max()]
     if df[ID].duplicated().any():

@@ -5,8 +5,15 @@ It knows nothing of models: the pyfunc is logged by :mod:`cookie.serving.pyfunc`
 
 Defaults: a local SQLite store ``sqlite:///<repo>/mlflow.db`` (absolute, so every working
 directory and every torchrun child sees the same store) with artefacts under ``<repo>/mlruns``;
-``train.tracking_uri`` or ``$MLFLOW_TRACKING_URI`` override it. Registered model name
-``train.registered_model_name`` or ``cookie_<config name>``.
+``train.tracking_uri`` or ``$MLFLOW_TRACKING_URI`` override it, ``train.registry_uri`` the registry.
+
+Naming rules (one each): experiment :func:`experiment_name` (``cookie_<config name>``) holds the training,
+evaluation and promotion runs of a config, told apart by the tag ``cookie.kind``; registered model
+:func:`registered_model_name` (``cookie_<config name>``, ``_<method>`` for methods other than CooKIE).
+
+An evaluation (:func:`log_evaluation`) is a run of its own (``cookie.kind=evaluation``, every metric, the
+report as artefacts), ``eval.<metric>`` tags on the model version (what promotion reads back with
+:func:`version_score`) and, optionally, ``eval.<metric>`` metrics on the version's training run.
 
 Registration is all-or-nothing: :func:`register` returns a version that the caller must either
 keep (after writing the embeddings and setting the alias) or roll back with :func:`rollback`.
@@ -30,7 +37,7 @@ from cookie.exceptions import MissingModel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALIAS = "champion"
+DEFAULT_ALIAS = "champion"  # the alias lookups read when none is given
 
 
 # --------------------------------------------------------------------------- where things live
@@ -67,13 +74,13 @@ def registered_model_name(cfg: Any) -> str:
     return name
 
 
-def registry_uri(cfg) -> str:
-    """``train.registry_uri`` (e.g. ``databricks-uc``), else the tracking store.
+def registry_uri(cfg, explicit_tracking_uri: str | None = None) -> str:
+    """``train.registry_uri`` (e.g. ``databricks-uc``), else the tracking store (:func:`tracking_uri`).
 
     ``$MLFLOW_REGISTRY_URI`` is deliberately not read: ``mlflow.set_registry_uri`` writes it, so
     in a process that handled another config it would name that config's registry.
     """
-    return cfg.train.registry_uri or tracking_uri(cfg)
+    return cfg.train.registry_uri or tracking_uri(cfg, explicit_tracking_uri)
 
 
 def configure(cfg) -> tuple[str, str]:
@@ -124,12 +131,41 @@ def flatten(prefix: str, obj: Any, out: dict[str, str] | None = None) -> dict[st
     return out
 
 
+#: Keys whose values are never logged or saved: anything that looks like a credential.
+SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api[_.-]?key|access[_.-]?key|private[_.-]?key|sas|"
+                        r"auth)", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact_uri(uri: str) -> str:
+    """``scheme://user:password@host/...`` -> ``scheme://user:***@host/...`` (also a token as the user part)."""
+    parsed = urlparse(uri)
+    if not parsed.netloc or "@" not in parsed.netloc:
+        return uri
+    creds, host = parsed.netloc.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else REDACTED
+    return parsed._replace(netloc=f"{user}:{REDACTED}@{host}" if ":" in creds else f"{REDACTED}@{host}").geturl()
+
+
+def redact(obj: Any, key: str = "") -> Any:
+    """A copy of a config mapping (``cfg.model_dump(mode="json")``) safe to log: values of secret-looking keys
+    replaced by ``***``, credentials in URIs removed. Used wherever a config is logged or saved."""
+    if isinstance(obj, dict):
+        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v, str(k)))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v, key) for v in obj]
+    if isinstance(obj, str) and "://" in obj:
+        return redact_uri(obj)
+    return obj
+
+
 def run_params(cfg, model_config: Any, stats: Any, num_processes: int) -> dict[str, str]:
-    """What a run trains: config name, model and train sections, views and their preprocessing."""
+    """What a run trains: config name, model and train sections, views and their preprocessing (redacted)."""
     params = {"config": cfg.name, "views": json.dumps([v.name for v in stats.views]),
               "n_regions": str(stats.n_regions), "num_processes": str(num_processes)}
     flatten("model", model_config.model_dump(mode="json"), params)
-    train = cfg.train.model_dump(mode="json")
+    train = redact(cfg.train.model_dump(mode="json"))
     train.pop("pip_requirements", None)
     flatten("train", train, params)
     for v in stats.views:
@@ -184,29 +220,23 @@ def set_alias(name: str, alias: str, version: int) -> None:
     MlflowClient().set_registered_model_alias(name, alias, str(version))
 
 
-def model_uri(name: str, alias: str | None = None, version: int | None = None) -> str:
-    if version is not None:
-        return f"models:/{name}/{version}"
-    return f"models:/{name}@{alias or DEFAULT_ALIAS}"
-
-
-def load_pyfunc(name: str, alias: str | None = None, version: int | None = None):
-    """The registered pyfunc (raw flat features -> embedding matrix)."""
-    import mlflow
-
-    return mlflow.pyfunc.load_model(model_uri(name, alias, version))
-
-
 # --------------------------------------------------------------------------- versions, evaluations, scores
 
 EVAL_TAG_PREFIX = "eval."
 
 
-def client(tracking_uri: str | None = None) -> Any:
-    """An ``MlflowClient`` on ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``); registry on the same store."""
+def client(tracking_uri: str | None = None, registry_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` on ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``) and ``registry_uri``
+    (default: the same store)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+
+
+def client_for(cfg: Any, explicit_tracking_uri: str | None = None) -> Any:
+    """The client of a config: :func:`tracking_uri` (``explicit_tracking_uri``, e.g. ``--tracking-uri``, wins)
+    and ``train.registry_uri`` (e.g. ``databricks-uc``), else the same store."""
+    return client(tracking_uri(cfg, explicit_tracking_uri), registry_uri(cfg, explicit_tracking_uri))
 
 
 @dataclass(frozen=True)
@@ -337,7 +367,7 @@ def log_evaluation(
             for i in range(0, len(batch), 900):
                 mlflow_client.log_batch(ref.run_id, metrics=batch[i : i + 900])
             mlflow_client.set_tag(ref.run_id, f"{EVAL_TAG_PREFIX}run_id", rid)
-        except Exception as exc:  # noqa: BLE001 - the training run may be gone; the version tags suffice
+        except Exception as exc:
             mlflow_client.set_tag(rid, "cookie.training_run_log_error", str(exc)[:500])
     return rid
 
@@ -357,7 +387,7 @@ def version_score(mlflow_client: Any, ref: VersionRef, metric: str) -> float | N
     if ref.run_id:
         try:
             run = mlflow_client.get_run(ref.run_id)
-        except Exception:  # noqa: BLE001 - a deleted run means no score
+        except Exception:
             return None
         if key in run.data.metrics:
             return float(run.data.metrics[key])

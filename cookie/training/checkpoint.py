@@ -1,11 +1,15 @@
-"""Per-epoch checkpoints, and finding where to resume.
+"""Checkpoints, and finding where to resume.
 
-Layout under ``train.checkpoint_dir`` (git-ignored ``checkpoints/`` by default)::
+Layout under ``train.checkpoint_dir`` (git-ignored ``checkpoints/`` by default), one folder per
+registered model name (``cookie_<config>``, ``cookie_<config>_raw``, ...), so that the models trained
+on one config with ``--set model.method=...`` never resume each other's runs::
 
-    <checkpoint_dir>/<config name>/LATEST              run id of the newest run
-    <checkpoint_dir>/<config name>/<run id>/run.json    what the run trains (fingerprint, world size)
-    <checkpoint_dir>/<config name>/<run id>/stats.json  its preprocessing statistics (reused on resume)
-    <checkpoint_dir>/<config name>/<run id>/epoch_000012.pt
+    <checkpoint_dir>/<model name>/LATEST              run id of the newest run
+    <checkpoint_dir>/<model name>/<run id>/run.json    what the run trains (model section, processes)
+    <checkpoint_dir>/<model name>/<run id>/stats.json  its preprocessing statistics (reused on resume)
+    <checkpoint_dir>/<model name>/<run id>/epoch_000012.pt
+
+Written every ``train.checkpoint_every`` epochs, at the last epoch and where a run stops.
 
 A checkpoint holds the model and optimiser states, every rank's generator and global RNG states,
 the stage and epoch to continue from and the history so far, so a resumed run is bit-identical
@@ -28,22 +32,22 @@ LATEST = "LATEST"
 _EPOCH_FILE = re.compile(r"^epoch_(\d{6})\.pt$")
 
 
-def config_dir(base: str | os.PathLike[str], config_name: str) -> Path:
-    return Path(base) / config_name
+def config_dir(base: str | os.PathLike[str], model_key: str) -> Path:
+    return Path(base) / model_key
 
 
-def run_dir(base: str | os.PathLike[str], config_name: str, run_id: str) -> Path:
-    return config_dir(base, config_name) / run_id
+def run_dir(base: str | os.PathLike[str], model_key: str, run_id: str) -> Path:
+    return config_dir(base, model_key) / run_id
 
 
-def mark_latest(base: str | os.PathLike[str], config_name: str, run_id: str) -> None:
-    d = config_dir(base, config_name)
+def mark_latest(base: str | os.PathLike[str], model_key: str, run_id: str) -> None:
+    d = config_dir(base, model_key)
     d.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(d / LATEST, run_id + "\n")
 
 
-def latest_run_id(base: str | os.PathLike[str], config_name: str) -> str | None:
-    p = config_dir(base, config_name) / LATEST
+def latest_run_id(base: str | os.PathLike[str], model_key: str) -> str | None:
+    p = config_dir(base, model_key) / LATEST
     return p.read_text().strip() or None if p.is_file() else None
 
 
@@ -88,11 +92,13 @@ def save_checkpoint(directory: str | os.PathLike[str], state: dict[str, Any], ke
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     import torch
 
+    from cookie.exceptions import InputError
+
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a cookie checkpoint")
+        raise InputError(f"{path}: not a cookie checkpoint; delete it or start a new run")
     if int(state.get("version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {state['version']} is newer than this code")
+        raise InputError(f"{path}: checkpoint version {state['version']} is newer than this code")
     return state
 
 

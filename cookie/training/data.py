@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cookie import constants as C
+from cookie.exceptions import ConfigError, InputError
 from cookie.preprocessing import (FeatureStats, ViewStats, feature_column, finalize_mean, finalize_std,
                                       present_column, transform_view)
 
@@ -39,21 +40,51 @@ class ViewTable:
     etl_transform: str
 
 
-def view_tables(spark, cfg) -> list[ViewTable]:
-    """The config's views, in config order, with their current Delta versions and feature names."""
+def features_hint(cfg) -> str:
+    """What to run when the feature tables are missing."""
+    return f"build them first: python -m cookie features --config conf/{cfg.name}.yaml"
+
+
+def require_table(spark, cfg, loc) -> None:
+    """:class:`MissingTable` naming ``loc`` (and the ``features`` verb) when it is not a Delta table."""
+    from cookie.exceptions import MissingTable
+
+    if loc.full_name:
+        exists = spark.catalog.tableExists(loc.full_name)
+    elif "://" not in str(loc.path):
+        from pathlib import Path
+
+        exists = (Path(loc.path) / "_delta_log").is_dir()
+    else:
+        from delta.tables import DeltaTable
+
+        exists = DeltaTable.isDeltaTable(spark, loc.path)
+    if not exists:
+        raise MissingTable(f"table {loc.name} does not exist at {loc}; {features_hint(cfg)}")
+
+
+def view_tables(spark, cfg, names: Sequence[str] | None = None) -> list[ViewTable]:
+    """The config's views (or those of ``names``), in config order, with their current Delta versions
+    and feature names; :class:`MissingTable` when the feature job has not built one of them."""
     from cookie.storage import delta as tables
 
     out = []
     for view in cfg.views:
+        if names is not None and view.name not in names:
+            continue
         loc = tables.locate(cfg, C.VIEW_PREFIX + view.name)
+        require_table(spark, cfg, loc)
         props = tables.table_properties(spark, loc)
-        names = tables.feature_names(spark, loc)
+        try:
+            names_ = tables.feature_names(spark, loc)
+        except KeyError as exc:
+            raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
         version = tables.table_version(spark, loc)
         if loc.full_name:
             path = spark.sql(f"DESCRIBE DETAIL {loc.full_name}").first()["location"]
         else:
             path = loc.path
-        out.append(ViewTable(view.name, str(path), int(version), list(names),
+        out.append(ViewTable(view.name, str(path), int(version), list(names_),
                              props.get("cookie.view_kind", view.kind), view.transform))
     return out
 
@@ -86,15 +117,16 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
 
     tables_ = list(tables_) if tables_ is not None else view_tables(spark, cfg)
     overrides = dict(cfg.train.preprocess)
-    unknown = sorted(set(overrides) - {v.name for v in tables_})
+    views = [v.name for v in cfg.views]
+    unknown = sorted(set(overrides) - set(views))
     if unknown:
-        raise ValueError(f"train.preprocess names unknown views {unknown}; views are {[v.name for v in tables_]}")
+        raise ConfigError(f"train.preprocess names unknown views {unknown}; views are {views}")
     n_regions = None
     out: list[ViewStats] = []
     for vt in tables_:
         df = _read_view(spark, vt)
         values = F.array(*[F.col(f"`{f}`").cast("double") for f in vt.features])
-        long = df.select(F.col(PRESENT).alias("_p"), F.posexplode(values).alias("_i", "_x"))
+        long = df.select(F.col(C.REGION_ID), F.col(PRESENT).alias("_p"), F.posexplode(values).alias("_i", "_x"))
         x, p = F.col("_x"), F.col("_p")
         finite = x.isNotNull() & ~F.isnan(x) & (F.abs(x) != F.lit(float("inf")))
         ok = p & finite
@@ -110,16 +142,18 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
         ).collect()
         by_i = {int(r["_i"]): r for r in rows}
         if len(by_i) != len(vt.features):
-            raise ValueError(f"view {vt.name}: table {vt.path} has no rows")
+            raise InputError(f"view {vt.name}: table {vt.path} has no rows; {features_hint(cfg)}")
         bad = sum(int(r["bad"] or 0) for r in rows)
         if cfg.train.nan_policy == "raise" and bad:
-            raise ValueError(
+            first = long.where(p & ~finite).orderBy(C.REGION_ID, "_i").first()
+            raise InputError(
                 f"view {vt.name}: {bad} NaN/inf value(s) in present regions in {vt.path} "
-                f"(version {vt.version}); fix the ETL or set train.nan_policy: zero"
+                f"(version {vt.version}), first in region {first[C.REGION_ID]!r}, feature "
+                f"{vt.features[int(first['_i'])]!r}; fix the ETL or set train.nan_policy: zero"
             )
         n_present = int(rows[0]["n_present"] or 0)
         if n_present < 2:
-            raise ValueError(f"view {vt.name}: only {n_present} region(s) have data; nothing to learn from")
+            raise InputError(f"view {vt.name}: only {n_present} region(s) have data in {vt.path}; nothing to learn from")
         if n_regions is None:
             n_regions = int(rows[0]["n"])
         kind = overrides.get(vt.name, "auto")
@@ -211,7 +245,7 @@ def read_shard(stats: FeatureStats, rank: int, world_size: int) -> Shard:
         cols = [C.REGION_ID, *vs.features, PRESENT]
         df = table.to_pandas() if table is not None else pd.DataFrame({c: [] for c in cols})
         if df[C.REGION_ID].duplicated().any():
-            raise ValueError(f"view {vs.name}: duplicate region ids in {vs.table}")
+            raise InputError(f"view {vs.name}: duplicate region ids in {vs.table}")
         frames[vs.name] = df.set_index(C.REGION_ID)
     ids = sorted(set().union(*[set(f.index) for f in frames.values()]))
     views, masks = {}, {}
@@ -219,6 +253,9 @@ def read_shard(stats: FeatureStats, rank: int, world_size: int) -> Shard:
         df = frames[vs.name].reindex(ids)
         present = df[PRESENT].eq(True).to_numpy()
         x = df[vs.features].to_numpy(dtype=np.float64, na_value=np.nan)
-        views[vs.name] = transform_view(x, present, vs, stats.nan_policy, region_ids=ids)
+        try:
+            views[vs.name] = transform_view(x, present, vs, stats.nan_policy, region_ids=ids)
+        except ValueError as exc:  # NaN in a present row (nan_policy 'raise'): names view and region
+            raise InputError(f"{exc} (table {vs.table}, version {vs.table_version})") from exc
         masks[vs.name] = present
     return Shard(region_ids=[str(i) for i in ids], views=views, masks=masks)

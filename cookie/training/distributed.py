@@ -2,20 +2,33 @@
 
 :func:`train_worker` is importable (pickled by reference), takes one picklable
 :class:`WorkerSpec` and returns rank 0's payload on every rank (broadcast, because in local mode
-TorchDistributor returns whichever rank wrote its output file last: docs/stack-notes.md P4.1).
+TorchDistributor returns whichever rank wrote its output file last: the stack notes P4.1).
 
-Per rank: read the shard from the Delta tables' Parquet files (:mod:`cookie.training.data`),
-build the model from ``model:``, wrap ``model.module`` in ``DistributedDataParallel`` with
-``find_unused_parameters=True`` (stage ``intra`` leaves the shared heads unused), then drive
-``model.stages()`` / ``model.loss(..., module=ddp)`` with ``make_generator(offset=rank)``.
-Gradients are averaged over ranks by DDP; each rank's contrastive negatives are its own rows.
+Per rank (:class:`_RankRun`, one method per phase):
 
-Rank 0 alone logs to MLflow (the driver's run id, an absolute tracking URI) and writes the
-checkpoints, which also carry every rank's RNG states.
+1. *setup*: read the shard from the Delta tables' Parquet files (:mod:`cookie.training.data`), build
+   the model from ``model:``, fit its statistics (``prefit``, with sums all-reduced over the ranks, so
+   the statistics-only baselines fit the same values with any number of processes), seed the
+   generator (``make_generator(offset=rank)``) and the global RNG (dropout: ``seed + rank``);
+2. *resume*: load the newest checkpoint of the run (model, every rank's RNG states, position);
+3. *the epoch loop*: wrap ``model.module`` in ``DistributedDataParallel`` with
+   ``find_unused_parameters=True`` (stage ``intra`` leaves the shared heads unused) -- unless it has no
+   trainable parameters or no stages (the baselines) -- and drive ``model.stages()`` /
+   ``model.loss(..., module=ddp)``; gradients are averaged over ranks by DDP, each rank's contrastive
+   negatives are its own rows;
+4. *checkpoint*: every ``checkpoint_every`` epochs, at the last epoch and where the run stops;
+5. *payload*: rank 0's model state, history, efficiency figures and timings.
+
+Rank 0 alone logs to MLflow (the driver's run id, an absolute tracking URI; metrics buffered and sent
+every ``log_every`` epochs and at every checkpoint), writes the checkpoints (which carry every rank's
+RNG states) and reports progress through :mod:`logging` (logger ``cookie.train``, a handler on stderr,
+which TorchDistributor's local mode streams to the driver's console): stage start and end, and every
+``progress_every`` epochs plus the first and last epoch of each stage, with loss, s/epoch and the ETA.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import resource
@@ -24,6 +37,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+LOGGER = "cookie.train"
+log = logging.getLogger(LOGGER)
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -37,9 +54,11 @@ class WorkerSpec:
     tracking_uri: str | None = None
     resume: bool = False
     stop_after_epochs: int | None = None
-    checkpoint_every: int = 1
+    checkpoint_every: int = 50
     keep_checkpoints: int = 2
-    log_every: int = 1
+    log_every: int = 10
+    progress_every: int = 25
+    metrics_logged_through: int = 0  # global epochs whose metrics the run already holds (resume)
     torch_threads: int = 1
     use_gpu: bool = False
     profile: bool = True
@@ -47,9 +66,15 @@ class WorkerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _log(rank: int, msg: str) -> None:
-    if rank == 0:
-        print(f"[cookie.train rank 0] {msg}", flush=True)
+def configure_worker_logging(rank: int) -> None:
+    """``cookie.train`` -> stderr: INFO on rank 0, warnings only on the others (one voice per run)."""
+    if not any(getattr(h, "_cookie_worker", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {LOGGER} [rank {rank}]: %(message)s"))
+        handler._cookie_worker = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    log.propagate = False
 
 
 class _MetricLog:
@@ -111,6 +136,21 @@ def _reduce_mean(values: dict[str, float], world: int, device) -> dict[str, floa
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return {k: float(x) / world for k, x in zip(keys, t.tolist())}
+
+
+def sum_over_ranks(world: int) -> Callable[[Any], Any]:
+    """The ``reduce`` of :meth:`RegionModule.prefit`: a tensor summed over every rank (a copy;
+    the identity with one rank)."""
+    import torch.distributed as dist
+
+    def reduce(t):
+        if world == 1:
+            return t
+        out = t.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    return reduce
 
 
 def _epoch(model, ddp, views, masks, stage: str, optimizer, generator, world: int, device) -> dict[str, float]:
@@ -186,7 +226,19 @@ def efficiency_metrics(eff: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def train_worker(spec: WorkerSpec) -> dict[str, Any]:
+def format_seconds(s: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    s = max(0.0, float(s))
+    if s < 60:
+        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+def train_worker(spec: WorkerSpec) -> bytes:
     """Train on this rank's shard; return rank 0's payload (model state, history, timings) encoded
     by :func:`encode_payload` (decode with :func:`decode_payload`), identical on every rank."""
     import torch
@@ -196,6 +248,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    configure_worker_logging(rank)
     torch.set_num_threads(spec.torch_threads)
     use_cuda = bool(spec.use_gpu) and torch.cuda.is_available()
     if use_cuda:
@@ -205,7 +258,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         device = torch.device("cpu")
     dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
-        payload = _train(spec, rank, world, device, t_start)
+        payload = _RankRun(spec, rank, world, device, t_start).run()
         blob = encode_payload(payload) if rank == 0 else None
         box = [blob]
         dist.broadcast_object_list(box, src=0)
@@ -239,160 +292,245 @@ def decode_payload(blob: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
 
 
-def _train(spec: WorkerSpec, rank: int, world: int, device, t_start: float) -> dict[str, Any]:
-    import torch
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
+@dataclass
+class _Position:
+    """Where the run stands: the next (stage, epoch) to train and what is done so far."""
 
-    from cookie.model import ModelConfig, build_model
-    from cookie.config.model import LEARNED_METHODS
-    from cookie.training import checkpoint as ckpt
-    from cookie.training.data import read_shard
-    from cookie.preprocessing import FeatureStats
+    stage_index: int = 0
+    next_epoch: int = 0
+    global_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    optimizer_state: dict[str, Any] | None = None  # of the stage being resumed mid-way
 
-    stats = FeatureStats.from_dict(spec.stats)
-    config = ModelConfig.model_validate(spec.model_config)
-    if config.method not in LEARNED_METHODS and world > 1:
-        raise ValueError(f"method {config.method!r} fits statistics on all rows: train it with num_processes=1")
 
-    shard = read_shard(stats, rank, world)
-    sizes = [None] * world
-    dist.all_gather_object(sizes, len(shard))
-    if min(sizes) < 2:
-        raise ValueError(f"shard sizes {sizes}: every rank needs at least 2 regions (use fewer processes)")
-    _log(rank, f"world {world}, shard sizes {sizes}, views {stats.view_dims}")
+class _RankRun:
+    """One rank's run, phase by phase: :meth:`setup`, :meth:`resume`, :meth:`train_stages`
+    (with :meth:`save_checkpoint`) and :meth:`payload`."""
 
-    model = build_model(config, stats.view_dims).to(device)
-    views = {k: torch.from_numpy(x).to(device) for k, x in shard.views.items()}
-    masks = {k: torch.from_numpy(m).to(device) for k, m in shard.masks.items()}
-    v, m = model.prepare(views, masks)
-    model.module.prefit(v, m)
-    generator = model.make_generator(device, offset=rank)
-    torch.manual_seed(config.seed + rank)  # dropout draws from the global RNG: differ per rank
-    if device.type == "cuda":
-        torch.cuda.manual_seed(config.seed + rank)
+    def __init__(self, spec: WorkerSpec, rank: int, world: int, device, t_start: float) -> None:
+        self.spec, self.rank, self.world, self.device, self.t_start = spec, rank, world, device, t_start
+        self.t_checkpoint = 0.0
+        self.stopped = False
+        self.session_seconds: list[float] = []  # epochs trained by this process (for the ETA)
 
-    stages = model.stages()
-    total_epochs = sum(s.epochs for s in stages)
-    history: list[dict[str, Any]] = []
-    epoch_seconds: list[float] = []
-    start_stage, start_epoch, global_epoch = 0, 0, 0
-    state = None
-    if spec.resume:
-        path = ckpt.latest_checkpoint(spec.checkpoint_dir)
+    def run(self) -> dict[str, Any]:
+        self.setup()
+        pos = self.resume()
+        self.ddp = self.wrap()
+        self.metrics = _MetricLog(self.spec.tracking_uri, self.spec.run_id) if self.rank == 0 else _MetricLog(None, None)
+        self.t_setup = time.perf_counter() - self.t_start
+        t = time.perf_counter()
+        self.train_stages(pos)
+        self.train_s = time.perf_counter() - t
+        self.metrics.flush()
+        self.model.module.eval()
+        self.model.fitted = not self.stopped
+        return self.payload(pos)
+
+    # ---- 1. setup ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+        import torch.distributed as dist
+
+        from cookie.config.model import LEARNED_METHODS
+        from cookie.exceptions import ConfigError
+        from cookie.model import ModelConfig, build_model
+        from cookie.preprocessing import FeatureStats
+        from cookie.training.data import read_shard
+
+        stats = FeatureStats.from_dict(self.spec.stats)
+        config = ModelConfig.model_validate(self.spec.model_config)
+        shard = read_shard(stats, self.rank, self.world)
+        sizes: list[Any] = [None] * self.world
+        dist.all_gather_object(sizes, len(shard))
+        if config.method in LEARNED_METHODS and min(sizes) < 2:
+            raise ConfigError(f"shard sizes {sizes}: every rank needs at least 2 regions (use fewer processes)")
+        self.sizes = sizes
+        log.info("world %d, shard sizes %s, views %s, method %s", self.world, sizes, stats.view_dims, config.method)
+
+        model = build_model(config, stats.view_dims).to(self.device)
+        views = {k: torch.from_numpy(x).to(self.device) for k, x in shard.views.items()}
+        masks = {k: torch.from_numpy(m).to(self.device) for k, m in shard.masks.items()}
+        self.v, self.m = model.prepare(views, masks)
+        model.module.prefit(self.v, self.m, reduce=sum_over_ranks(self.world))
+        self.generator = model.make_generator(self.device, offset=self.rank)
+        torch.manual_seed(config.seed + self.rank)  # dropout draws from the global RNG: differ per rank
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(config.seed + self.rank)
+        self.model = model
+        self.stages = model.stages()
+        self.total_epochs = sum(s.epochs for s in self.stages)
+        if not self.stages:
+            log.info("%s fits statistics only: fitted on %d regions over %d rank(s)", config.method, sum(sizes),
+                     self.world)
+
+    # ---- 2. resume --------------------------------------------------------------------------
+    def resume(self) -> _Position:
+        """The position to start from: the newest checkpoint's with ``resume``, else the beginning;
+        stages already complete are skipped."""
+        from cookie.exceptions import ConfigError
+        from cookie.training import checkpoint as ckpt
+
+        pos = _Position()
+        path = ckpt.latest_checkpoint(self.spec.checkpoint_dir) if self.spec.resume else None
+        if self.spec.resume and path is None:
+            log.info("resume: no checkpoint in this run yet, starting from epoch 0")
         if path is not None:
             state = ckpt.load_checkpoint(path)
-            if state["fingerprint"] != spec.fingerprint:
-                raise ValueError(f"{path} was written for another model/data/world size "
-                                 f"({state['fingerprint']} != {spec.fingerprint}); start a new run")
-            if int(state["world_size"]) != world:
-                raise ValueError(f"{path} was written by {state['world_size']} ranks, this run has {world}")
-            model.module.load_state_dict(state["module"])
-            _set_rng_state(state["rng"][rank], generator, device)
-            start_stage, start_epoch = int(state["stage_index"]), int(state["next_epoch"])
-            global_epoch = int(state["global_epoch"])
-            history = list(state["history"])
-            epoch_seconds = list(state.get("epoch_seconds", []))
-            _log(rank, f"resumed from {path.name}: stage {start_stage}, epoch {start_epoch}, global {global_epoch}")
-        else:
-            _log(rank, "resume: no checkpoint in this run yet, starting from epoch 0")
-    resumed_mid_stage = state is not None
-    while start_stage < len(stages) and start_epoch >= stages[start_stage].epochs:
-        start_stage, start_epoch, resumed_mid_stage = start_stage + 1, 0, False
+            if state["fingerprint"] != self.spec.fingerprint:
+                raise ConfigError(f"{path} was written for another model/data/world size "
+                                  f"({state['fingerprint']} != {self.spec.fingerprint}); start a new run")
+            if int(state["world_size"]) != self.world:
+                raise ConfigError(f"{path} was written by {state['world_size']} ranks, this run has {self.world}")
+            self.model.module.load_state_dict(state["module"])
+            _set_rng_state(state["rng"][self.rank], self.generator, self.device)
+            pos = _Position(int(state["stage_index"]), int(state["next_epoch"]), int(state["global_epoch"]),
+                            list(state["history"]), list(state.get("epoch_seconds", [])), state["optimizer"])
+            log.info("resumed from %s: stage %d, epoch %d, global epoch %d/%d", path.name, pos.stage_index,
+                     pos.next_epoch, pos.global_epoch, self.total_epochs)
+        while pos.stage_index < len(self.stages) and pos.next_epoch >= self.stages[pos.stage_index].epochs:
+            pos.stage_index, pos.next_epoch, pos.optimizer_state = pos.stage_index + 1, 0, None
+        return pos
 
-    ddp = DistributedDataParallel(model.module, find_unused_parameters=True,
-                                  device_ids=[device.index] if device.type == "cuda" else None)
-    metrics = _MetricLog(spec.tracking_uri, spec.run_id) if rank == 0 else _MetricLog(None, None)
-    t_setup = time.perf_counter() - t_start
-    t_ckpt = 0.0
-    stopped = False
-    t_train = time.perf_counter()
+    def wrap(self):
+        """``DistributedDataParallel`` around the module, or None when there is nothing to train."""
+        from torch.nn.parallel import DistributedDataParallel
 
-    def save(stage_index: int, next_epoch: int, optimizer) -> None:
-        nonlocal t_ckpt
-        t = time.perf_counter()
-        rngs = [None] * world
-        dist.all_gather_object(rngs, _rng_state(generator, device))
-        if rank == 0:
-            metrics.flush()
-            ckpt.save_checkpoint(spec.checkpoint_dir, {
-                "run_id": spec.run_id or "", "fingerprint": spec.fingerprint, "world_size": world,
-                "stage_index": stage_index, "next_epoch": next_epoch, "global_epoch": global_epoch,
-                "module": {k: x.detach().cpu() for k, x in model.module.state_dict().items()},
-                "optimizer": optimizer.state_dict(), "rng": rngs, "history": history,
-                "epoch_seconds": epoch_seconds,
-            }, keep=spec.keep_checkpoints)
-        t_ckpt += time.perf_counter() - t
+        trainable = any(p.requires_grad for p in self.model.module.parameters())
+        if not self.stages or not trainable:
+            return None
+        return DistributedDataParallel(self.model.module, find_unused_parameters=True,
+                                       device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-    for si in range(start_stage, len(stages)):
-        stage = stages[si]
-        optimizer = model.make_optimizer(ddp.parameters())
-        first = start_epoch if si == start_stage else 0
-        if si == start_stage and resumed_mid_stage and state is not None:
-            optimizer.load_state_dict(state["optimizer"])
+    # ---- 3. the epoch loop ------------------------------------------------------------------
+    def train_stages(self, pos: _Position) -> None:
+        for si in range(pos.stage_index, len(self.stages)):
+            self.train_stage(si, pos)
+            if self.stopped:
+                return
+
+    def train_stage(self, si: int, pos: _Position) -> None:
+        stage = self.stages[si]
+        params = self.ddp.parameters() if self.ddp is not None else self.model.module.parameters()
+        optimizer = self.model.make_optimizer(params)
+        first = pos.next_epoch if si == pos.stage_index else 0
+        if si == pos.stage_index and pos.optimizer_state is not None:
+            optimizer.load_state_dict(pos.optimizer_state)
+        t_stage = time.perf_counter()
+        log.info("stage %s (%d/%d): epochs %d..%d of %d", stage.name, si + 1, len(self.stages), first + 1,
+                 stage.epochs, stage.epochs)
+        record: dict[str, Any] = {}
         for epoch in range(first, stage.epochs):
-            t0 = time.perf_counter()
-            local = _epoch(model, ddp, v, m, stage.name, optimizer, generator, world, device)
-            record_vals = _reduce_mean(local, world, device)
-            dt = time.perf_counter() - t0
-            global_epoch += 1
-            record = {"stage": stage.name, "epoch": epoch, "global_epoch": global_epoch, **record_vals,
-                      "seconds": dt}
-            if not math.isfinite(record["loss"]):
-                raise FloatingPointError(f"non-finite loss at {stage.name} epoch {epoch}: {record}")
-            history.append(record)
-            epoch_seconds.append(dt)
-            if rank == 0:
-                metrics.add({**record_vals, "epoch_seconds": dt}, step=global_epoch)
-                if spec.callback is not None:
-                    spec.callback(dict(record))
-                if global_epoch % spec.log_every == 0:
-                    metrics.flush()
-            last = global_epoch == total_epochs
-            stop_now = spec.stop_after_epochs is not None and global_epoch == spec.stop_after_epochs and not last
-            if last or stop_now or global_epoch % spec.checkpoint_every == 0:
-                save(si, epoch + 1, optimizer)
+            record = self.train_epoch(stage, epoch, optimizer, pos)
+            self.report_progress(stage, epoch, record, pos)
+            last = pos.global_epoch == self.total_epochs
+            stop_now = (self.spec.stop_after_epochs is not None and pos.global_epoch == self.spec.stop_after_epochs
+                        and not last)
+            if last or stop_now or pos.global_epoch % self.spec.checkpoint_every == 0:
+                self.save_checkpoint(si, epoch + 1, optimizer, pos)
             if stop_now:
-                stopped = True
-                break
-        if stopped:
-            break
-    train_s = time.perf_counter() - t_train
-    metrics.flush()
-    model.module.eval()
-    model.fitted = not stopped
+                self.stopped = True
+                log.info("stopped after global epoch %d/%d (resumable with --resume)", pos.global_epoch,
+                         self.total_epochs)
+                return
+        if record:
+            log.info("stage %s done: %d epochs in %s, final loss %.4f", stage.name, stage.epochs - first,
+                     format_seconds(time.perf_counter() - t_stage), record["loss"])
 
-    rss = [None] * world
-    dist.all_gather_object(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
-    payload: dict[str, Any] = {}
-    if rank == 0:
-        efficiency = _profile(model, v, m) if (spec.profile and not stopped and stages) else {}
-        by_stage: dict[str, list[float]] = {}
-        for rec, s in zip(history, epoch_seconds):
-            by_stage.setdefault(rec["stage"], []).append(s)
-        efficiency["seconds_per_epoch"] = (sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else 0.0
-        efficiency["seconds_per_epoch_by_stage"] = {k: sum(x) / len(x) for k, x in by_stage.items()}
-        efficiency["peak_rss_mb_per_rank"] = rss
-        if not stopped:
-            metrics.add(efficiency_metrics(efficiency), step=global_epoch)
-            metrics.flush()
-        payload = {
-            "state": model.state(),
-            "history": history,
-            "stopped": stopped,
-            "global_epoch": global_epoch,
-            "total_epochs": total_epochs,
-            "world_size": world,
-            "shard_sizes": sizes,
-            "device": str(device),
+    def train_epoch(self, stage, epoch: int, optimizer, pos: _Position) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        local = _epoch(self.model, self.ddp, self.v, self.m, stage.name, optimizer, self.generator, self.world,
+                       self.device)
+        values = _reduce_mean(local, self.world, self.device)
+        dt = time.perf_counter() - t0
+        pos.global_epoch += 1
+        record = {"stage": stage.name, "epoch": epoch, "global_epoch": pos.global_epoch, **values, "seconds": dt}
+        if not math.isfinite(record["loss"]):
+            raise FloatingPointError(f"non-finite loss at {stage.name} epoch {epoch}: {record}")
+        pos.history.append(record)
+        pos.epoch_seconds.append(dt)
+        self.session_seconds.append(dt)
+        if self.rank == 0:
+            if pos.global_epoch > self.spec.metrics_logged_through:  # a resumed run repeats no metric
+                self.metrics.add({**values, "epoch_seconds": dt}, step=pos.global_epoch)
+            if self.spec.callback is not None:
+                self.spec.callback(dict(record))
+            if pos.global_epoch % self.spec.log_every == 0:
+                self.metrics.flush()
+        return record
+
+    def report_progress(self, stage, epoch: int, record: dict[str, Any], pos: _Position) -> None:
+        """First and last epoch of a stage, and every ``progress_every`` epochs: loss, s/epoch, ETA."""
+        done = epoch + 1
+        if not (epoch == 0 or done == stage.epochs or done % self.spec.progress_every == 0):
+            return
+        recent = self.session_seconds[-50:]
+        per_epoch = sum(recent) / len(recent)
+        eta = per_epoch * (self.total_epochs - pos.global_epoch)
+        log.info("%s epoch %d/%d (global %d/%d): loss %.4f, %.3f s/epoch, ETA %s", stage.name, done, stage.epochs,
+                 pos.global_epoch, self.total_epochs, record["loss"], per_epoch, format_seconds(eta))
+
+    # ---- 4. checkpoint ----------------------------------------------------------------------
+    def save_checkpoint(self, stage_index: int, next_epoch: int, optimizer, pos: _Position) -> None:
+        """Every rank's RNG states gathered; rank 0 flushes the metrics and writes the file."""
+        import torch.distributed as dist
+
+        from cookie.training import checkpoint as ckpt
+
+        t = time.perf_counter()
+        rngs: list[Any] = [None] * self.world
+        dist.all_gather_object(rngs, _rng_state(self.generator, self.device))
+        if self.rank == 0:
+            self.metrics.flush()
+            ckpt.save_checkpoint(self.spec.checkpoint_dir, {
+                "run_id": self.spec.run_id or "", "fingerprint": self.spec.fingerprint, "world_size": self.world,
+                "stage_index": stage_index, "next_epoch": next_epoch, "global_epoch": pos.global_epoch,
+                "module": {k: x.detach().cpu() for k, x in self.model.module.state_dict().items()},
+                "optimizer": optimizer.state_dict(), "rng": rngs, "history": pos.history,
+                "epoch_seconds": pos.epoch_seconds,
+            }, keep=self.spec.keep_checkpoints)
+        self.t_checkpoint += time.perf_counter() - t
+
+    # ---- 5. payload -------------------------------------------------------------------------
+    def payload(self, pos: _Position) -> dict[str, Any]:
+        """Rank 0's result (every rank takes part in the gathers; the others return ``{}``)."""
+        import torch.distributed as dist
+
+        rss: list[Any] = [None] * self.world
+        dist.all_gather_object(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+        if self.rank != 0:
+            return {}
+        efficiency = self.efficiency(pos, rss)
+        if not self.stopped:
+            self.metrics.add(efficiency_metrics(efficiency), step=pos.global_epoch)
+            self.metrics.flush()
+        return {
+            "state": self.model.state(),
+            "history": pos.history,
+            "stopped": self.stopped,
+            "global_epoch": pos.global_epoch,
+            "total_epochs": self.total_epochs,
+            "world_size": self.world,
+            "shard_sizes": self.sizes,
+            "device": str(self.device),
             "efficiency": efficiency,
             "timing": {
-                "setup_s": t_setup,
-                "train_s": train_s,
-                "checkpoint_s": t_ckpt,
-                "mlflow_log_s": metrics.seconds,
-                "worker_total_s": time.perf_counter() - t_start,
+                "setup_s": self.t_setup,
+                "train_s": self.train_s,
+                "checkpoint_s": self.t_checkpoint,
+                "mlflow_log_s": self.metrics.seconds,
+                "worker_total_s": time.perf_counter() - self.t_start,
             },
             "python": sys.version.split()[0],
         }
-    return payload
+
+    def efficiency(self, pos: _Position, rss: list[Any]) -> dict[str, Any]:
+        eff = _profile(self.model, self.v, self.m) if (self.spec.profile and not self.stopped and self.stages) else {}
+        by_stage: dict[str, list[float]] = {}
+        for rec, s in zip(pos.history, pos.epoch_seconds):
+            by_stage.setdefault(rec["stage"], []).append(s)
+        eff["seconds_per_epoch"] = (sum(pos.epoch_seconds) / len(pos.epoch_seconds)) if pos.epoch_seconds else 0.0
+        eff["seconds_per_epoch_by_stage"] = {k: sum(x) / len(x) for k, x in by_stage.items()}
+        eff["peak_rss_mb_per_rank"] = rss
+        return eff

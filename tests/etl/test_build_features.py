@@ -124,6 +124,7 @@ def built(spark, inputs):
         inputs / "emb.csv", index=False)
     raw["sources"]["emb_tab"] = {"kind": "table", "path": "emb.csv", "id_column": "rid"}
     raw["views"].append({"name": "image", "kind": "vectors", "source": "emb_tab"})
+    raw["views"][0]["context"] = ["adjacency", "flows"]  # poi: neighbours' POIs over touching squares and trips
     raw["labels"].append({"name": "built_up", "kind": "polygons", "source": "buildings"})
     cfg = load_config(write_config(inputs, raw), base_dir=str(inputs))
     report = build_features(spark, cfg)
@@ -203,6 +204,34 @@ def test_vectors_missing_rows_are_zero_and_masked(spark, built):
     df = frame(spark, cfg, "view_image")
     assert df["e0"].tolist() == [0, 3, 0, 9] and df["_present"].tolist() == [True, True, False, True]
     assert next(t.stats for t in report.tables if t.table == "view_image")["missing_values_rows"] == 1
+
+
+def test_context_columns_are_neighbour_means(spark, built):
+    """poi has context [adjacency, flows]: its own features, then their mean over touching regions (all four
+    squares touch), then over the trip graph (a->d 10, b->a 4, a->c 1, plus reverse), present neighbours only."""
+    cfg, report = built
+    df = frame(spark, cfg, "view_poi")
+    own = ["count_food", "count_shop", "count_other", "count_total", "density_per_km2"]
+    own = [c for c in own if c in df.columns]
+    names = tables.feature_names(spark, tables.locate(cfg, "view_poi"))
+    assert names == own + [f"ctx_adj__{c}" for c in own] + [f"ctx_flows__{c}" for c in own]
+    X = df[own].to_numpy()
+    present = df["_present"].to_numpy()
+    adj = 1.0 - np.eye(4)
+    od = np.zeros((4, 4))
+    od[0, 3], od[1, 0], od[0, 2] = 10, 4, 1
+    for W, prefix in ((adj, "ctx_adj__"), (od + od.T, "ctx_flows__")):
+        W = W * present[None, :]
+        deg = W.sum(1, keepdims=True)
+        expected = np.where(deg > 0, W @ X / np.where(deg > 0, deg, 1), X)
+        np.testing.assert_allclose(df[[prefix + c for c in own]].to_numpy(), expected, rtol=1e-12)
+    # c has no trips to a present region other than a: its flow context is a's features
+    np.testing.assert_allclose(df.loc["c", [f"ctx_flows__{c}" for c in own]].to_numpy(float), X[0])
+    poi = next(t for t in report.tables if t.table == "view_poi")
+    assert poi.features == 3 * len(own) and poi.stats["context_adjacency_edges"] == 12
+    assert poi.stats["context_flows_edges"] == 6
+    runs = tables.read_table(spark, tables.locate(cfg, C.RUNS_TABLE)).toPandas().set_index("run_id")
+    assert json.loads(runs.loc[report.run_id, "tables"])["view_poi"]["features"] == 3 * len(own)
 
 
 def test_rerun_is_idempotent_and_logged(spark, built):

@@ -1,14 +1,17 @@
 """The evaluate and promote jobs end to end on a tiny warehouse and a real MLflow store in tmp_path.
 
 No mocks: the label, regions and embeddings tables are real Delta tables (written with ``deltalake``),
-the registry is a real sqlite MLflow store with registered pyfunc models, and the jobs run through their
-command-line ``main``.
+the registry is a real sqlite MLflow store with registered pyfunc models, and the verbs run through the
+command line: in-process through :func:`cookie.cli.main` (the code of ``python -m cookie``), and as
+``python jobs/<verb>.py`` / ``python -m cookie <verb>`` subprocesses for the exit codes.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 N = 60  # regions "0".."59" on a 6 x 10 grid of unit squares
 
 
-def _load_job(name: str):
-    spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / "jobs" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def _cli(verb: str, *args: str) -> int:
+    """``python -m cookie <verb> <args>`` in this process; returns the exit code."""
+    from cookie.cli import main
+
+    return main([verb, *map(str, args)])
 
 
 def _square_wkb(i: int) -> bytes:
@@ -109,7 +112,7 @@ evaluation:
         from mlflow.tracking import MlflowClient
 
         class Identity(mlflow.pyfunc.PythonModel):
-            def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+            def predict(self, context, model_input, params=None):
                 return model_input
 
         mlflow.set_tracking_uri(uri)
@@ -144,8 +147,7 @@ def test_evaluate_job_end_to_end(world, capsys):
     from cookie.evaluation import protocols as P
 
     v = world["register"](quality=0.3, seed=10)
-    evaluate = _load_job("evaluate")
-    assert evaluate.main(["--config", str(world["cfg"])]) == 0
+    assert _cli("evaluate", "--config", world["cfg"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads(printed[printed.index("{\n"):])
     assert summary["version"] == v and summary["report"].endswith("report.md")
@@ -184,7 +186,7 @@ def test_report_and_maps_written(world):
     world["register"](quality=0.3, seed=10)
     cfg = load_config(world["cfg"])
     out = evaluate_version(cfg, version=1, mlflow_client=_client(world["uri"]), log=False,
-                           report_dir=world["tmp"] / "rep", say=lambda s: None)
+                           report_dir=world["tmp"] / "rep")
     files = sorted(p.name for p in (world["tmp"] / "rep").iterdir())
     assert files == ["map_crime.ridge_kfold.png", "map_crime.ridge_kfold_repeated.png",
                      "map_crime.spatial_block.png", "map_embedding_pca_rgb.png", "metrics.json", "report.md"]
@@ -199,29 +201,27 @@ def test_report_and_maps_written(world):
     # one block of the embedding can be evaluated alone
     cfg2 = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"embedding_column": "unique_a"})})
     out2 = evaluate_version(cfg2, version=1, mlflow_client=_client(world["uri"]), log=False, maps=False,
-                            report_dir=world["tmp"] / "rep2", say=lambda s: None)
+                            report_dir=world["tmp"] / "rep2")
     assert out2.metrics["crime.ridge_kfold.R2"] != pytest.approx(out.metrics["crime.ridge_kfold.R2"])
 
 
 def _promote(world, *extra: str) -> dict:
-    promote = _load_job("promote")
     import contextlib
     import io
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert promote.main(["--config", str(world["cfg"]), *extra]) == 0
+        assert _cli("promote", "--config", world["cfg"], *extra) == 0
     text = buf.getvalue()
     return json.loads(text[text.index("{"): text.rindex("}") + 1])
 
 
 def test_promote_only_on_real_improvement(world):
     client = _client(world["uri"])
-    evaluate = _load_job("evaluate")
 
     # 1. no champion: the first evaluated challenger is promoted
     v1 = world["register"](quality=0.5, seed=11)
-    assert evaluate.main(["--config", str(world["cfg"]), "--no-maps"]) == 0
+    assert _cli("evaluate", "--config", world["cfg"], "--no-maps") == 0
     d = _promote(world)
     assert d["promoted"] and d["champion_version"] is None and d["reason"] == "no champion yet"
     assert int(client.get_model_version_by_alias("cookie_tiny", "champion").version) == v1
@@ -229,7 +229,7 @@ def test_promote_only_on_real_improvement(world):
 
     # 2. a worse challenger (random embedding): the champion stays
     v2 = world["register"](quality=50.0, seed=12)
-    assert evaluate.main(["--config", str(world["cfg"]), "--no-maps"]) == 0
+    assert _cli("evaluate", "--config", world["cfg"], "--no-maps") == 0
     d = _promote(world)
     assert not d["promoted"] and d["challenger_version"] == v2 and d["champion_version"] == v1
     assert d["challenger_score"] < d["champion_score"] == pytest.approx(s1)
@@ -245,7 +245,7 @@ def test_promote_only_on_real_improvement(world):
 
     # 4. a better challenger moves the champion alias; the decision and both scores are logged
     v4 = world["register"](quality=0.05, seed=13)
-    assert evaluate.main(["--config", str(world["cfg"]), "--no-maps"]) == 0
+    assert _cli("evaluate", "--config", world["cfg"], "--no-maps") == 0
     d = _promote(world)
     assert d["promoted"] and d["challenger_score"] > d["champion_score"]
     assert int(client.get_model_version_by_alias("cookie_tiny", "champion").version) == v4
@@ -283,10 +283,44 @@ def test_decide_rule():
 
 
 def test_errors_name_the_missing_piece(world, capsys):
-    evaluate = _load_job("evaluate")
-    assert evaluate.main(["--config", str(world["cfg"])]) == 3  # no model registered, no embeddings
+    # nothing registered yet: a missing model is exit 4 (EXIT_MISSING) for every verb, with one line
+    from cookie.constants import EXIT_MISSING
+
+    assert EXIT_MISSING == 4
+    assert _cli("evaluate", "--config", world["cfg"]) == EXIT_MISSING
     err = capsys.readouterr().err
-    assert "error:" in err
+    assert "error: registered model 'cookie_tiny' has no alias 'challenger'" in err
+    assert _cli("promote", "--config", world["cfg"]) == EXIT_MISSING
+    assert "no alias 'challenger'" in capsys.readouterr().err
+
     world["register"](quality=0.3, seed=10, alias=None)
-    assert evaluate.main(["--config", str(world["cfg"]), "--alias", "champion"]) == 3
+    assert _cli("evaluate", "--config", world["cfg"], "--alias", "champion") == EXIT_MISSING
     assert "no alias 'champion'" in capsys.readouterr().err
+    assert _cli("evaluate", "--config", world["cfg"], "--version", "7") == EXIT_MISSING
+    assert "has no version 7" in capsys.readouterr().err
+
+    # a version whose embeddings were never written: the table has no rows for it
+    client = _client(world["uri"])
+    run = client.create_run(client.get_experiment_by_name("cookie-tiny").experiment_id)
+    v2 = client.create_model_version("cookie_tiny", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    assert int(v2.version) == 2  # registered, but no embeddings rows were written for it
+    assert _cli("evaluate", "--config", world["cfg"], "--version", "2") == EXIT_MISSING
+    assert "embeddings has no rows for model 'cookie_tiny' version 2" in capsys.readouterr().err
+
+    # a missing label table
+    (world["tmp"] / "wh" / "tiny" / "label_district").rename(world["tmp"] / "gone")
+    assert _cli("evaluate", "--config", world["cfg"], "--version", "1", "--no-log") == EXIT_MISSING
+    assert "no Delta table at" in capsys.readouterr().err
+
+
+def test_job_scripts_exit_codes(world):
+    """The spark-submit entry points and ``python -m cookie`` are the same verbs with the same exit codes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in ([sys.executable, str(REPO / "jobs" / "evaluate.py")], [sys.executable, "-m", "cookie", "promote"]):
+        p = subprocess.run([*argv, "--config", str(world["cfg"])], capture_output=True, text=True, env=env,
+                           cwd=world["tmp"], timeout=300)
+        assert p.returncode == 4, p.stderr[-2000:]
+        assert p.stderr.strip().splitlines()[-1] == "error: registered model 'cookie_tiny' has no alias 'challenger'"
+    p = subprocess.run([sys.executable, str(REPO / "jobs" / "evaluate.py"), "--config", str(world["tmp"] / "nope.yaml")],
+                       capture_output=True, text=True, env=env, cwd=world["tmp"], timeout=300)
+    assert p.returncode == 2 and "config file not found" in p.stderr

@@ -66,17 +66,39 @@ def test_embedding_rgb(tmp_path):
     assert np.all(np.isnan(rgb[5])) and np.nanmin(rgb) >= 0 and np.nanmax(rgb) <= 1
 
 
-def test_shapely_and_feature_collection_inputs(tmp_path):
-    shapely = pytest.importorskip("shapely.geometry")
-    geoms = [shapely.shape(g) for g in _squares()]
-    assert len(maps.region_paths(geoms)) == len(geoms)
+def test_shapely_wkb_and_feature_collection_inputs(tmp_path):
+    shapely = pytest.importorskip("shapely")
+    from shapely.geometry import shape
+
+    geoms = [shape(g) for g in _squares()]
+    assert len(maps.region_series(geoms)) == len(geoms)
     fc = {
         "type": "FeatureCollection",
         "features": [{"type": "Feature", "geometry": g, "properties": {}} for g in _squares()],
     }
-    assert len(maps.region_paths(fc)) == len(geoms)
+    assert len(maps.region_series(fc)) == len(geoms)
+    wkb = [shapely.to_wkb(g) for g in geoms]
+    wkb[2] = None  # a region without geometry: kept in place, not drawn
+    gs = maps.region_series(wkb)
+    assert len(gs) == len(geoms) and gs.isna().sum() == 1 and gs.crs == "EPSG:4326"
     vals = np.arange(len(geoms), dtype=float)
     _check_png(maps.plot_predicted_vs_actual(geoms, vals, vals[::-1], tmp_path / "s.png"))
+    _check_png(maps.plot_predicted_vs_actual(wkb, vals, vals[::-1], tmp_path / "w.png"))
+
+
+def test_lon_lat_regions_are_drawn_in_metres():
+    """A cell 0.02 deg of longitude by 0.01 deg of latitude at 60 N is about 1.11 km square on the ground:
+    drawn in degrees it would be twice as wide as tall; in the local projection it is square."""
+    shapely = pytest.importorskip("shapely")
+
+    cell = shapely.box(24.93, 60.16, 24.95, 60.17)
+    gs = maps.local_projection(maps.region_series([cell]))
+    xmin, ymin, xmax, ymax = gs.total_bounds
+    assert (xmax - xmin) == pytest.approx(1110, rel=0.01) and (ymax - ymin) == pytest.approx(1113, rel=0.01)
+    assert (xmax - xmin) / (ymax - ymin) == pytest.approx(1.0, abs=0.01)
+    # projected input (no lon / lat range) is left as it is
+    far = maps.region_series([shapely.box(300000, 6600000, 301000, 6601000)])
+    assert far.crs is None and maps.local_projection(far).total_bounds.tolist() == [300000, 6600000, 301000, 6601000]
 
 
 def test_manhattan_maps(tmp_path, manhattan180):

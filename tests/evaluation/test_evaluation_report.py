@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import published
 from cookie.evaluation.protocols import ridge_kfold
 from cookie.evaluation.report import ResultRecord, format_value, markdown_table
+
+import published
 
 
 def test_format_value():

@@ -1,4 +1,4 @@
-"""Efficiency measurements run and rank CooKIE below GFactorCL (docs/method.md section 4)."""
+"""Efficiency measurements run and rank CooKIE below GFactorCL (the method specification section 4)."""
 
 from __future__ import annotations
 

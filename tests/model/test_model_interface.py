@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cookie.model import ModelConfig, RegionModel, build_model
+from cookie.model import ModelConfig, build_model, load_model
 
 TINY = dict(embed_dim=8, hidden_dim=16, epochs_intra=4, epochs_pair=4)
 METHODS = ["cookie", "gfactorcl", "intra_only", "pair_only", "raw", "raw_pca", "single_view"]

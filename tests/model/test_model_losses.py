@@ -1,4 +1,4 @@
-"""InfoNCE and CLUB behave as the formulas in docs/method.md say."""
+"""InfoNCE and CLUB behave as the formulas in the method specification say."""
 
 from __future__ import annotations
 

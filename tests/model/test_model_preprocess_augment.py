@@ -1,4 +1,4 @@
-"""Seeded augmentations (docs/method.md section 2)."""
+"""Seeded augmentations (the method specification section 2)."""
 
 from __future__ import annotations
 

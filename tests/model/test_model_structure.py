@@ -1,4 +1,4 @@
-"""Objective, head and block counts of CooKIE and GFactorCL (docs/method.md section 3)."""
+"""Objective, head and block counts of CooKIE and GFactorCL (the method specification section 3)."""
 
 from __future__ import annotations
 

@@ -14,13 +14,13 @@ from mlflow.tracking import MlflowClient
 from packaging.requirements import Requirement
 from pyspark.sql import functions as F
 
-from cookie.serving import embeddings as E
-from cookie.storage import tracking as registry
-from cookie.serving.lookup import lookup_points, lookup_regions
-from cookie.training import checkpoint as ckpt
+from cookie.exceptions import InputError
+from cookie.pipeline import publish, train_and_publish
 from cookie.preprocessing import FeatureStats
-from cookie.pipeline import publish
-from cookie.training.job import train
+from cookie.serving import embeddings as E
+from cookie.serving.lookup import lookup_points, lookup_regions
+from cookie.storage import tracking as registry
+from cookie.training import checkpoint as ckpt
 
 from cookie_test_tables import REPO, make_config, raw_view_frame
 
@@ -31,7 +31,7 @@ NAME = "cookie_helsinki"
 @pytest.fixture(scope="module")
 def trained(spark, helsinki_tables, tmp_path_factory):
     cfg = make_config(tmp_path_factory.mktemp("helsinki-trained"), "helsinki", helsinki_tables)
-    return cfg, train(spark, cfg)
+    return cfg, train_and_publish(spark, cfg)
 
 
 def _client(cfg) -> MlflowClient:
@@ -83,9 +83,10 @@ def test_aliases_and_lookups(spark, trained):
     cfg, r = trained
     _client(cfg)
     registry.set_alias(NAME, "champion", r.model_version)
-    assert registry.resolve_version(NAME) == r.model_version  # champion by default
+    mc = registry.client_for(cfg)
+    assert registry.resolve_version(mc, NAME, alias=registry.DEFAULT_ALIAS).version == r.model_version
     with pytest.raises(LookupError):
-        registry.resolve_version(NAME, alias="nobody")
+        registry.resolve_version(mc, NAME, alias="nobody")
     table = _table(spark, cfg).set_index("region_id")
     ids = table.index[:2].tolist()
     got = lookup_regions(spark, cfg, ids + ["not-a-region"])
@@ -121,7 +122,7 @@ def test_failed_training_leaves_no_model_and_a_failed_run(spark, helsinki_tables
             raise RuntimeError("injected failure")
 
     with pytest.raises(RuntimeError):
-        train(spark, cfg, callback=fail_at_epoch_two)
+        train_and_publish(spark, cfg, callback=fail_at_epoch_two)
     client = _client(cfg)
     exp = client.get_experiment_by_name(registry.experiment_name(cfg))
     runs = client.search_runs([exp.experiment_id])
@@ -138,8 +139,8 @@ def test_nan_in_a_present_row_fails_before_training(spark, helsinki_tables, tmp_
     col = [c for c in df.columns if c not in ("region_id", "_present")][0]
     bad = df.withColumn(col, F.when(F.col("region_id") == first, F.lit(float("nan"))).otherwise(F.col(col)))
     bad.write.format("delta").mode("overwrite").save(path)
-    with pytest.raises(ValueError, match="roads.*NaN"):
-        train(spark, cfg)
+    with pytest.raises(InputError, match=f"view roads: .*NaN.*region '{first}', feature '{col}'"):
+        train_and_publish(spark, cfg)
     client = _client(cfg)
     exp = client.get_experiment_by_name(registry.experiment_name(cfg))
     assert [run.info.status for run in client.search_runs([exp.experiment_id])] == ["FAILED"]
@@ -155,7 +156,8 @@ def test_publish_rolls_back_the_version_when_the_table_write_fails(spark, helsin
     model = build_model(cfg.model_settings(), stats.view_dims)
     (tmp_path / "warehouse" / "helsinki" / "embeddings").write_text("not a Delta table")  # the write fails
     client = _client(cfg)
-    with mlflow.start_run(experiment_id=registry.ensure_experiment(cfg)) as run:
+    exp_id = registry.ensure_experiment(client, registry.experiment_name(cfg), registry.artifact_location(cfg))
+    with mlflow.start_run(experiment_id=exp_id) as run:
         with pytest.raises(Exception):
             publish(spark, cfg, model, stats, run.info.run_id)
     assert client.search_model_versions(f"name = '{NAME}'") == []

@@ -1,22 +1,29 @@
 """Training end to end on the Manhattan-180 tables (real ETL, TorchDistributor with 2 local
 processes, MLflow SQLite store in tmp): logging, checkpoints, the embeddings table contract,
-registration, statistics and shards, and stop-and-resume equality."""
+registration, statistics and shards, stop-and-resume equality, and the statistics-only baselines
+trained through the same job with 1 and 2 processes."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
+from cookie.config import load_config
+from cookie.exceptions import ConfigError
+from cookie.pipeline import train_and_publish
+from cookie.preprocessing import transform_view
 from cookie.serving import embeddings as E
 from cookie.storage import tracking as registry
+from cookie.storage.delta import order_ids
 from cookie.training import checkpoint as ckpt
 from cookie.training.data import compute_stats, read_shard
-from cookie.preprocessing import transform_view
-from cookie.training.job import train
 
-from cookie_test_tables import make_config
+from cookie_test_tables import REPO, make_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared_data, pytest.mark.slow]
 VIEWS = ["mobility", "poi", "landuse"]
@@ -27,7 +34,7 @@ BLOCKS = ["unique_mobility", "unique_poi", "unique_landuse", "shared_mobility__p
 @pytest.fixture(scope="module")
 def full_run(spark, manhattan_tables, tmp_path_factory):
     cfg = make_config(tmp_path_factory.mktemp("manhattan-full"), "manhattan180", manhattan_tables)
-    return cfg, train(spark, cfg)
+    return cfg, train_and_publish(spark, cfg)
 
 
 def _table(spark, cfg):
@@ -90,10 +97,15 @@ def test_trains_logs_checkpoints_registers_and_writes_the_table(spark, full_run)
     df = _table(spark, cfg)
     assert df.columns == list(E.KEY_COLUMNS) + BLOCKS
     types = dict(df.dtypes)
-    assert [types[c] for c in E.KEY_COLUMNS] == ["string", "string", "int", "string", "timestamp", "array<float>"]
+    assert [types[c] for c in E.KEY_COLUMNS] == ["string", "int", "string", "int", "string", "timestamp",
+                                                 "array<float>"]
     assert all(types[b] == "array<float>" for b in BLOCKS)
     pdf = df.toPandas()
     assert len(pdf) == 180 and pdf["region_id"].is_unique
+    # ids "0".."179": region_order is the numeric order, not the string order ('0', '1', '10', ...)
+    assert pdf.sort_values("region_order")["region_id"].tolist() == order_ids(pdf["region_id"]) \
+        == [str(i) for i in range(180)]
+    assert sorted(pdf["region_order"]) == list(range(180))
     assert set(pdf["model_name"]) == {"cookie_manhattan180"} and set(pdf["model_version"]) == {1}
     assert set(pdf["run_id"]) == {r.run_id}
     emb = np.stack(pdf["embedding"].to_numpy())
@@ -121,20 +133,36 @@ def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_
     assert _table(spark, cfg).count() == 180
 
 
-def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_tables, tmp_path):
+def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_tables, tmp_path, capsys, caplog):
     ref_cfg, ref = full_run
-    cfg = make_config(tmp_path, "manhattan180", manhattan_tables)
+    # default checkpoint_every (50): only the stop point and the last epoch are checkpointed
+    cfg = make_config(tmp_path, "manhattan180", manhattan_tables, train={"progress_every": 2})
+    assert cfg.train.checkpoint_every == 50 and cfg.train.log_every == 10
     client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
 
-    stopped = train(spark, cfg, stop_after_epochs=4)  # in the middle of stage 'pair'
+    caplog.set_level(logging.INFO, logger="cookie.train")
+    stopped = train_and_publish(spark, cfg, stop_after_epochs=4)  # in the middle of stage 'pair'
     assert (stopped.status, stopped.global_epoch) == ("STOPPED", 4)
     assert client.get_run(stopped.run_id).info.status == "KILLED"
     assert client.search_registered_models() == []
     assert not (tmp_path / "warehouse" / "manhattan180" / "embeddings").exists()
-    with pytest.raises(ValueError, match="same number"):
-        train(spark, cfg, resume=True, num_processes=1)
+    assert [p.name for p in ckpt.list_checkpoints(stopped.checkpoint_dir)] == ["epoch_000004.pt"]
+    # rank 0's progress reaches the driver's console through TorchDistributor's output
+    out = capsys.readouterr().out
+    assert "cookie.train [rank 0]" in out and "[rank 1]" not in out
+    for line in ("stage intra (1/2)", "intra epoch 1/3 (global 1/6)", "intra epoch 2/3", "intra epoch 3/3",
+                 "stage intra done", "pair epoch 1/3 (global 4/6)", "stopped after global epoch 4/6"):
+        assert line in out, line
+    assert "s/epoch, ETA" in out
+    driver = caplog.text
+    assert "statistics computed" in driver and "TorchDistributor started: 2 process(es)" in driver
+    with pytest.raises(ConfigError, match="same number"):
+        train_and_publish(spark, cfg, resume=True, num_processes=1)
 
-    resumed = train(spark, cfg, resume=True)
+    resumed = train_and_publish(spark, cfg, resume=True)
+    assert "resumed from epoch_000004.pt" in capsys.readouterr().out
+    assert "model registered: cookie_manhattan180 version 1" in caplog.text
+    assert "embeddings written" in caplog.text
     assert (resumed.run_id, resumed.status, resumed.global_epoch) == (stopped.run_id, "FINISHED", 6)
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(resumed.run_id, "loss")] == [1, 2, 3, 4, 5, 6]
@@ -143,5 +171,82 @@ def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_ta
     ids, vec = _vectors(spark, cfg)
     assert ids == ids_ref
     np.testing.assert_array_equal(vec, vec_ref)
-    with pytest.raises(ValueError, match="already finished"):
-        train(spark, cfg, resume=True)
+    with pytest.raises(ConfigError, match="already finished"):
+        train_and_publish(spark, cfg, resume=True)
+
+
+def _method_config(cfg, method: str, *more: str):
+    """The same config file with ``--set model.method=...`` (as on the command line)."""
+    return load_config(_config_path(cfg), base_dir=str(REPO), overrides=[f"model.method={method}", *more])
+
+
+def _config_path(cfg):
+    """make_config writes <tmp>/<name>.yaml beside <tmp>/warehouse/<name>."""
+    return Path(cfg.warehouse_path()).parents[1] / f"{cfg.name}.yaml"
+
+
+def _rows(spark, cfg, name: str, version: int):
+    pdf = E.read_embeddings(spark, cfg, name, version).toPandas().sort_values("region_order")
+    return pdf["region_id"].tolist(), np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+
+
+def test_a_second_method_on_the_same_config_is_a_model_of_its_own(spark, full_run):
+    """``--set model.method=raw`` on the trained config: its own checkpoints and registered model
+    (cookie_<name>_raw), trained with 2 processes; the CooKIE model is untouched."""
+    cfg, ref = full_run
+    raw_cfg = _method_config(cfg, "raw")
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train_and_publish(spark, raw_cfg, resume=True)
+    r = train_and_publish(spark, raw_cfg)
+    assert (r.status, r.global_epoch, r.total_epochs, r.model_name, r.model_version) == \
+        ("FINISHED", 0, 0, "cookie_manhattan180_raw", 1)
+    assert r.timing["worker_total_s"] > 0 and r.history == []
+    client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
+    assert sorted(m.name for m in client.search_registered_models()) == ["cookie_manhattan180",
+                                                                          "cookie_manhattan180_raw"]
+    base = cfg.resolve(cfg.train.checkpoint_dir)
+    assert ckpt.latest_run_id(base, "cookie_manhattan180") == ref.run_id
+    assert ckpt.latest_run_id(base, "cookie_manhattan180_raw") == r.run_id != ref.run_id
+    assert client.get_run(r.run_id).data.params["num_processes"] == "2"
+
+    counts = {row["model_name"]: row["count"] for row in _table(spark, cfg).groupBy("model_name").count().collect()}
+    assert counts == {"cookie_manhattan180": 180, "cookie_manhattan180_raw": 180}
+    # raw = every view z-scored over all regions (fitted from sums over the two ranks' shards)
+    ids, emb = _rows(spark, cfg, "cookie_manhattan180_raw", 1)
+    stats = r.stats
+    frame = np.concatenate([transform_view(*_raw_view(vs, ids), vs) for vs in stats.views], axis=1).astype(np.float64)
+    present = np.concatenate([np.repeat(_raw_view(vs, ids)[1][:, None], len(vs.features), 1) for vs in stats.views], 1)
+    mean = np.array([frame[present[:, j], j].mean() for j in range(frame.shape[1])])
+    std = np.array([frame[present[:, j], j].std() for j in range(frame.shape[1])])
+    expected = np.where(present, (frame - mean) / np.where(std > 1e-6, std, 1.0), 0.0)
+    np.testing.assert_allclose(emb, expected, atol=1e-4)
+
+
+def _raw_view(vs, ids):
+    df = DeltaTable(vs.table).to_pandas().set_index("region_id").loc[ids]
+    return df[vs.features].to_numpy(float), df["_present"].to_numpy()
+
+
+def test_raw_pca_gives_the_same_embeddings_with_one_and_two_processes(spark, full_run):
+    cfg, _ = full_run
+    pca_cfg = _method_config(cfg, "raw_pca")
+    one = train_and_publish(spark, pca_cfg, num_processes=1)
+    two = train_and_publish(spark, pca_cfg, num_processes=2)
+    assert (one.model_name, one.model_version, two.model_version) == ("cookie_manhattan180_raw_pca", 1, 2)
+    ids1, e1 = _rows(spark, cfg, one.model_name, 1)
+    ids2, e2 = _rows(spark, cfg, one.model_name, 2)
+    assert ids1 == ids2 and e1.shape == (180, 96)
+    assert np.abs(e1).max() > 1.0  # a real projection, not zeros
+    np.testing.assert_allclose(e2, e1, atol=1e-4, rtol=1e-4)
+
+
+def test_single_view_trains_with_two_processes_on_its_view_only(spark, full_run):
+    cfg, _ = full_run
+    sv_cfg = _method_config(cfg, "single_view", "model.single_view=poi")
+    r = train_and_publish(spark, sv_cfg)
+    assert (r.model_name, r.model_version) == ("cookie_manhattan180_single_view", 1)
+    assert r.stats.view_names == ["poi"] and r.model.block_names == ["raw_poi"]
+    ids, emb = _rows(spark, cfg, r.model_name, 1)
+    assert len(ids) == 180 and emb.shape[1] == len(r.stats.view("poi").features)
+    with pytest.raises(ConfigError, match="model.single_view: 'nope' is not one of the views"):
+        train_and_publish(spark, _method_config(cfg, "single_view", "model.single_view=nope"))

@@ -23,6 +23,7 @@ from cookie_test_tables import REPO
 def test_train_config_defaults_and_validation():
     tc = TrainConfig()
     assert tc.num_processes == 2 and tc.local_mode and tc.use_gpu is None and tc.alias == "challenger"
+    assert (tc.checkpoint_every, tc.log_every, tc.progress_every) == (50, 10, 25)
     assert "torch==2.13.0" in tc.pip_requirements and "mlflow==3.17.2" in tc.pip_requirements
     with pytest.raises(ValidationError):
         TrainConfig(num_processes=0)
@@ -120,3 +121,105 @@ def test_payload_bytes_are_identical_for_equal_payloads():
     assert a == encode_payload({"state": {"w": torch.arange(4.0)}, "history": [{"loss": 1.5, "stage": "intra"}]})
     out = decode_payload(a)
     assert out["history"] == payload["history"] and torch.equal(out["state"]["w"], payload["state"]["w"])
+
+
+@pytest.mark.parametrize("method, model, match", [
+    ("cookie", {"epochs_intra": 0, "epochs_pair": 0}, "untrained model"),
+    ("cookie", {"epochs_intra": 5, "epochs_pair": 0}, "shared heads untrained"),
+    ("cookie", {"epochs_intra": 0, "epochs_pair": 5, "lambda_intra": 0.0}, "unique heads untrained"),
+    ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 0}, "nothing would train"),
+    ("intra_only", {"epochs_intra": 0, "epochs_pair": 5}, "epochs_intra must be at least 1"),
+    ("pair_only", {"epochs_intra": 5, "epochs_pair": 0}, "epochs_pair must be at least 1"),
+])
+def test_config_refuses_learned_methods_that_would_not_train(tmp_path, method, model, match):
+    raw = yaml.safe_load((REPO / "conf" / "helsinki.yaml").read_text())
+    raw["model"] = {"method": method, **model}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=f"model.*{match}"):
+        load_config(path, base_dir=str(REPO))
+    raw["model"] = {}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=match):  # the same through --set on a good file
+        load_config(path, base_dir=str(REPO), overrides=[f"model.method={method}"]
+                    + [f"model.{k}={v}" for k, v in model.items()])
+
+
+@pytest.mark.parametrize("method, model", [
+    ("cookie", {"epochs_intra": 0, "epochs_pair": 5}),  # intra terms still trained in stage 'pair'
+    ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 5}),
+    ("intra_only", {"epochs_intra": 5, "epochs_pair": 0}),
+    ("pair_only", {"epochs_intra": 0, "epochs_pair": 5}),
+    ("raw", {"epochs_intra": 0, "epochs_pair": 0}),  # statistics only: epochs do not matter
+    ("raw_pca", {"epochs_intra": 0, "epochs_pair": 0}),
+])
+def test_config_accepts_settings_that_train(tmp_path, method, model):
+    from cookie.model import build_model
+
+    raw = yaml.safe_load((REPO / "conf" / "helsinki.yaml").read_text())
+    raw["model"] = {"method": method, **model}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path, base_dir=str(REPO))
+    stages = build_model(cfg.model.model_copy(update={"embed_dim": 2, "hidden_dim": 2}), {"a": 2, "b": 2}).stages()
+    assert all(s.epochs >= 0 for s in stages) and (sum(s.epochs for s in stages) > 0) == (method not in ("raw", "raw_pca"))
+
+
+def test_prefit_from_sums_matches_one_process():
+    """The baselines' statistics from per-shard sums (what the ranks all-reduce) equal one process's."""
+    from cookie.config.model import ModelConfig
+    from cookie.model import build_model
+
+    g = torch.Generator().manual_seed(0)
+    views = {"a": torch.randn(40, 5, generator=g) * 3 + 1, "b": torch.randn(40, 4, generator=g)}
+    masks = {"a": torch.rand(40, generator=g) > 0.2, "b": None}
+    for method in ("raw", "raw_pca"):
+        cfg = ModelConfig(method=method, embed_dim=2)
+        one = build_model(cfg, {"a": 5, "b": 4})
+        v, m = one.prepare(views, masks)
+        one.module.prefit(v, m)
+        halves = [slice(0, 17), slice(17, 40)]
+        shards = [build_model(cfg, {"a": 5, "b": 4}) for _ in halves]
+        parts = [s.prepare({k: x[h] for k, x in views.items()}, {k: (None if x is None else x[h])
+                                                                   for k, x in masks.items()}) for s, h in zip(shards, halves)]
+
+        import threading  # the two shards' prefit run in lock-step, like ranks, summing every reduced tensor
+
+        barrier, box, lock = threading.Barrier(2), {}, threading.Lock()
+
+        def reduce_for(i):
+            def reduce(t):
+                with lock:
+                    box[i] = t.clone()
+                barrier.wait()
+                total = box[0] + box[1]
+                barrier.wait()
+                return total
+            return reduce
+
+        threads = [threading.Thread(target=s.module.prefit, args=(pv, pm), kwargs={"reduce": reduce_for(i)})
+                   for i, (s, (pv, pm)) in enumerate(zip(shards, parts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for s in shards:
+            np.testing.assert_allclose(s.embed(views, masks).numpy(), one.embed(views, masks).numpy(), atol=1e-4)
+
+
+def test_worker_logging_goes_to_stderr_once(capsys):
+    import logging
+
+    from cookie.training.distributed import LOGGER, configure_worker_logging, format_seconds
+
+    logger = logging.getLogger(LOGGER)
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        configure_worker_logging(0)
+        configure_worker_logging(0)
+        logger.info("hello")
+        err = capsys.readouterr().err
+        assert err.count("hello") == 1 and "cookie.train [rank 0]" in err
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = before[0], before[1], before[2]
+    assert [format_seconds(s) for s in (4.2, 42, 185, 7620)] == ["4.2 s", "42 s", "3 min 05 s", "2 h 07 min"]

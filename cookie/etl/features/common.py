@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
@@ -79,6 +79,21 @@ def complete(regions: DataFrame, features: DataFrame, names: list[str]) -> DataF
         *[F.coalesce(F.col(n).cast("double"), F.lit(0.0)).alias(n) for n in names],
         F.coalesce(F.col(PRESENT), F.lit(False)).alias(PRESENT),
     )
+
+
+def row_sum(names: list[str]) -> Column:
+    """The sum of some double columns as one expression (a fold over an array, not a chain of additions,
+    so hundreds of columns do not nest hundreds of expressions deep)."""
+    if not names:
+        return F.lit(0.0)
+    return F.aggregate(F.array(*[F.col(n).cast("double") for n in names]), F.lit(0.0), lambda acc, x: acc + x)
+
+
+def any_missing(names: list[str]) -> Column:
+    """True where any of the columns is null or NaN (one ``exists`` over an array, not a deep OR chain)."""
+    if not names:
+        return F.lit(False)
+    return F.exists(F.array(*[F.col(n).cast("double") for n in names]), lambda x: x.isNull() | F.isnan(x))
 
 
 def nan_to_zero(df: DataFrame, names: list[str]) -> DataFrame:

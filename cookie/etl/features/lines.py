@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories
+from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories, row_sum
 
 
 def road_lengths(
@@ -25,7 +25,7 @@ def road_lengths(
     names = feature_columns("km", cats)
     wide = pivot_wide(long, "_km", cats, names)
     out = complete(regions, wide, names)
-    total = sum(F.col(n) for n in names)
+    total = row_sum(names)
     out = (
         out.join(regions.select(C.REGION_ID, C.AREA_KM2), C.REGION_ID)
         .withColumn("km_total", total)

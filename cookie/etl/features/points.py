@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories
+from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories, row_sum
 
 FEATURE_ID = "feature_id"
 
@@ -32,7 +32,7 @@ def poi_counts(
     wide = pivot_wide(long, "_one", cats, names)
     out = complete(regions, wide, names)
     area = regions.select(C.REGION_ID, C.AREA_KM2)
-    total = sum(F.col(n) for n in names)
+    total = row_sum(names)
     out = (
         out.join(area, C.REGION_ID)
         .withColumn("count_total", total)

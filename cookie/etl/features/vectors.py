@@ -1,4 +1,10 @@
-"""Precomputed per-region vectors (image or text embeddings, benchmark matrices), aligned to regions."""
+"""Precomputed per-region vectors (image or text embeddings, benchmark matrices), aligned to regions.
+
+Wide tables (hundreds or thousands of columns) are built in single projections: the missing-value check
+is one ``exists`` over an array of the row's values, never a chain of ORs or ``withColumn`` calls, whose
+nesting depth grows with the number of columns until the JVM's stack overflows, and no Filter sits under
+the wide projection (see :func:`region_vectors`).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,25 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import ViewResult, complete
+from cookie.etl.features.common import PRESENT, ViewResult, any_missing
+from cookie.exceptions import InputError
 
 
-def region_vectors(regions: DataFrame, table: DataFrame, columns: list[str], transform: str = "none") -> ViewResult:
-    """``table``: region_id + numeric columns. Rows with a NaN/null or an unknown region are counted."""
+def region_vectors(
+    regions: DataFrame, table: DataFrame, columns: list[str], transform: str = "none", where: str = "vector table"
+) -> ViewResult:
+    """``table``: region_id + numeric columns. Rows with a NaN/null or an unknown region are counted.
+
+    ``where`` names the input in error messages (missing columns, duplicate region ids).
+    """
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise KeyError(f"columns {missing} not found; available: {table.columns}")
-    bad = F.lit(False)
-    for c in columns:
-        bad = bad | F.col(c).isNull() | F.isnan(F.col(c).cast("double"))
+        raise InputError(f"{where}: columns {missing} not found; available: {table.columns}")
+    flagged = table.select(
+        C.REGION_ID, *[F.col(c).cast("double").alias(c) for c in columns], any_missing(columns).alias("_bad")
+    )
     ids = regions.select(C.REGION_ID).withColumn("_known", F.lit(True))
-    flagged = table.withColumn("_bad", bad).join(ids, C.REGION_ID, "left")
-    counts = flagged.agg(
+    counts = flagged.select(C.REGION_ID, "_bad").join(ids, C.REGION_ID, "left").agg(
         F.count("*").alias("rows"),
         F.sum(F.col("_bad").cast("int")).alias("bad"),
         F.sum((~F.col("_bad") & F.col("_known").isNull()).cast("int")).alias("unknown"),
@@ -27,11 +38,17 @@ def region_vectors(regions: DataFrame, table: DataFrame, columns: list[str], tra
     ).first()
     if counts["dups"]:
         dup = table.groupBy(C.REGION_ID).count().where("count > 1").limit(5).collect()
-        raise ValueError(f"duplicate region ids in vector table: {[r[0] for r in dup]}")
-    known = flagged.where(~F.col("_bad") & F.col("_known").isNotNull())
-    if transform == "log1p":
-        known = known.select(C.REGION_ID, *[F.log1p(F.col(c).cast("double")).alias(c) for c in columns])
-    out = complete(regions, known.select(C.REGION_ID, *columns), columns)
+        raise InputError(f"{where}: duplicate region ids: {[r[0] for r in dup]}")
+    # No Filter over the row check: Spark's constraint propagation would copy a 1,000-column predicate once
+    # per column alias of the projection above it (and run out of memory). Rows with a missing value keep
+    # their place and are zeroed here instead; regions without a row get zeros from the left join.
+    ok = F.col("_bad") == F.lit(False)  # null where the region has no row
+    value = (lambda c: F.log1p(F.col(c))) if transform == "log1p" else F.col
+    out = regions.select(C.REGION_ID).join(flagged, C.REGION_ID, "left").select(
+        C.REGION_ID,
+        *[F.when(ok, F.coalesce(value(c), F.lit(0.0))).otherwise(F.lit(0.0)).alias(c) for c in columns],
+        F.coalesce(ok, F.lit(False)).alias(PRESENT),
+    )
     stats = {"input_rows": int(counts["rows"]), "missing_values_rows": int(counts["bad"] or 0),
              "unknown_region_rows": int(counts["unknown"] or 0)}
     return ViewResult(out, list(columns), stats)

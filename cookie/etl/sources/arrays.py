@@ -60,11 +60,17 @@ def load_array(src: ArraySource, path: str) -> tuple[list[str], np.ndarray]:
 
 
 def array_frame(spark: SparkSession, ids: list[str], arr: np.ndarray, names: list[str]) -> DataFrame:
-    import pandas as pd
+    """``region_id`` + one double column per array column (NaN kept), built in one projection from an
+    array column, so a 1,000-column array makes a flat plan."""
+    from pyspark.sql import types as T
 
-    pdf = pd.DataFrame(arr, columns=names)
-    pdf.insert(0, C.REGION_ID, ids)
-    return spark.createDataFrame(pdf)
+    if len(names) != arr.shape[1]:
+        raise InputError(f"{len(names)} column names for {arr.shape[1]} array columns")
+    schema = T.StructType([T.StructField(C.REGION_ID, T.StringType(), False),
+                           T.StructField("_v", T.ArrayType(T.DoubleType(), True), False)])
+    rows = [(str(i), [float(x) for x in row]) for i, row in zip(ids, np.asarray(arr, dtype=float))]
+    df = spark.createDataFrame(rows, schema)
+    return df.select(C.REGION_ID, *[F.col("_v")[j].alias(n) for j, n in enumerate(names)])
 
 
 def matrix_edges(spark: SparkSession, ids: list[str], arr: np.ndarray) -> DataFrame:

@@ -1,0 +1,106 @@
+""":mod:`cookie.storage.tracking`: the naming rules, the store URIs, versions, evaluations and scores on a real
+sqlite MLflow store (no Spark)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cookie.config import load_config
+from cookie.storage import tracking as T
+
+
+def _config(tmp_path, extra: str = ""):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(f"""
+name: tiny
+sources: {{s: {{kind: array, path: unused.npy}}}}
+regions: {{kind: ids, count: 3}}
+views: [{{name: a, kind: vectors, source: s}}]
+{extra}
+""")
+    return load_config(p, base_dir=str(tmp_path))
+
+
+def test_naming_rules(tmp_path):
+    cfg = _config(tmp_path)
+    assert T.experiment_name(cfg) == "cookie_tiny"  # training, evaluation and promotion runs alike
+    assert T.registered_model_name(cfg) == "cookie_tiny"
+    g = cfg.model_copy(update={"model": cfg.model.model_copy(update={"method": "gfactorcl"})})
+    assert T.registered_model_name(g) == "cookie_tiny_gfactorcl"
+    named = _config(tmp_path, "train: {experiment_name: exp, registered_model_name: reg}")
+    assert T.experiment_name(named) == "exp" and T.registered_model_name(named) == "reg"
+    uc = _config(tmp_path, "output: {catalog: main.geo}")
+    assert T.registered_model_name(uc) == "main.geo.cookie_tiny"
+
+
+def test_store_uris(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = _config(tmp_path)
+    assert T.tracking_uri(cfg) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert T.tracking_uri(cfg, "sqlite:///rel.db") == f"sqlite:///{tmp_path.resolve() / 'rel.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://server:5000")
+    assert T.tracking_uri(cfg) == "http://server:5000" == T.registry_uri(cfg)
+    assert T.registry_uri(cfg, "http://other") == "http://other"
+    uc = _config(tmp_path, "train: {registry_uri: databricks-uc}")
+    assert T.registry_uri(uc, "http://other") == "databricks-uc"
+    c = T.client_for(uc, "http://other")
+    assert c._tracking_client.tracking_uri == "http://other" and c._registry_uri == "databricks-uc"
+    assert T.artifact_location(cfg) is None  # a server decides
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert T.artifact_location(cfg) == (tmp_path.resolve() / "mlruns" / "cookie_tiny").as_uri()
+
+
+def test_no_dead_helpers():
+    for gone in ("model_uri", "load_pyfunc"):
+        assert not hasattr(T, gone)
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mc = T.client(uri)
+    exp = T.ensure_experiment(mc, "cookie_tiny", (tmp_path / "mlruns").as_uri())
+    run = mc.create_run(exp)
+    mc.create_registered_model("cookie_tiny")
+    mv = mc.create_model_version("cookie_tiny", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    mc.set_registered_model_alias("cookie_tiny", "challenger", mv.version)
+    return mc, run.info.run_id, tmp_path
+
+
+def test_resolve_version(store):
+    from cookie.exceptions import MissingModel
+
+    mc, rid, _ = store
+    ref = T.resolve_version(mc, "cookie_tiny", alias="challenger")
+    assert (ref.version, ref.run_id, ref.aliases) == (1, rid, ("challenger",)) and ref.label() == "cookie_tiny v1"
+    assert T.resolve_version(mc, "cookie_tiny", run_id=rid).version == 1
+    assert T.resolve_version(mc, "cookie_tiny", run_id="no-such-run").version is None
+    with pytest.raises(MissingModel, match="has no alias 'champion'"):
+        T.resolve_version(mc, "cookie_tiny", alias="champion")
+    with pytest.raises(MissingModel, match="has no version 9"):
+        T.resolve_version(mc, "cookie_tiny", version=9)
+    with pytest.raises(MissingModel):
+        T.resolve_version(mc, "nobody", alias="challenger")
+    with pytest.raises(ValueError):
+        T.resolve_version(mc, "cookie_tiny", alias="challenger", version=1)
+
+
+def test_log_evaluation_and_version_score(store):
+    mc, rid, tmp = store
+    ref = T.resolve_version(mc, "cookie_tiny", version=1)
+    assert T.version_score(mc, ref, "crime.ridge_kfold.R2") is None
+    (tmp / "rep").mkdir()
+    (tmp / "rep" / "report.md").write_text("# r")
+    eid = T.log_evaluation(mc, "cookie_tiny", None, ref, {"crime.ridge_kfold.R2": 0.7, "x.y.MAE": math.nan},
+                           params={"p": 1}, artifacts_dir=tmp / "rep", primary_metric="crime.ridge_kfold.R2")
+    run = mc.get_run(eid)
+    assert run.data.tags["cookie.kind"] == "evaluation" and run.data.metrics == {"crime.ridge_kfold.R2": 0.7}
+    assert run.info.experiment_id == mc.get_experiment_by_name("cookie_tiny").experiment_id
+    assert [a.path for a in mc.list_artifacts(eid, "report")] == ["report/report.md"]
+    assert T.version_score(mc, ref, "crime.ridge_kfold.R2") == 0.7
+    assert mc.get_run(rid).data.metrics["eval.crime.ridge_kfold.R2"] == 0.7
+    tags = mc.get_model_version("cookie_tiny", "1").tags
+    assert tags["eval.run_id"] == eid and tags["eval.primary_metric"] == "crime.ridge_kfold.R2"
