@@ -46,6 +46,9 @@ PRESENT = "_present"
 FEATURE_SEP = "__"
 PRESENT_SUFFIX = "___present"
 
+# Spatial context columns appended by the ETL: ``<prefix>__<feature>`` per region graph.
+CONTEXT_PREFIX = {"adjacency": "ctx_adj", "flows": "ctx_flows"}
+
 # Exit codes of every job and CLI verb (README "Exit codes").
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # bad input data (file, column, region named)

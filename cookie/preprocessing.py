@@ -117,6 +117,17 @@ class FeatureStats:
         return cls.from_dict(json.loads(text))
 
 
+def auto_kind(etl_kind: str, etl_transform: str = "none", min_value: float | None = None) -> str:
+    """What ``train.preprocess: auto`` means for a view: points, lines and polygons are counts, lengths and
+    shares (log1p, z-score); flows (log1p'd by the ETL) and raster statistics are z-scored; vectors are counts
+    when no value is negative and the ETL did not log1p them (benchmark count matrices), else z-scored."""
+    if etl_kind in ("points", "lines", "polygons"):
+        return "counts"
+    if etl_kind in ("flows", "raster") or etl_transform == "log1p":
+        return "zscore"
+    return "counts" if min_value is not None and min_value >= 0 else "zscore"
+
+
 def finalize_std(std: float | None, mean: float | None = None) -> float:
     """Population std from the aggregate; None (no rows), NaN or ~0 -> 1.
 

@@ -23,6 +23,24 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def manhattan180(shared_data: Path):
+    from datasets import MANHATTAN_DIRNAME, load_manhattan180
+
+    if not (shared_data / MANHATTAN_DIRNAME).is_dir():
+        pytest.skip("shared data nyc-manhattan-180 not found (set COOKIE_SHARED_DATA)")
+    return load_manhattan180(shared_data / MANHATTAN_DIRNAME)
+
+
+@pytest.fixture(scope="session")
+def nyc_tracts(shared_data: Path):
+    from datasets import TRACTS_DIRNAME, load_nyc_tracts
+
+    if not (shared_data / TRACTS_DIRNAME).is_dir():
+        pytest.skip("shared data nyc-census-tracts-2325 not found (set COOKIE_SHARED_DATA)")
+    return load_nyc_tracts(shared_data / TRACTS_DIRNAME)
+
+
+@pytest.fixture(scope="session")
 def spark():
     if "JAVA_HOME" not in os.environ:
         for cand in ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/java-21-openjdk-amd64"):

@@ -30,7 +30,7 @@ from cookie.etl.features.common import PRESENT, ViewResult
 SRC = "src"
 DST = "dst"
 WEIGHT = C.WEIGHT
-GRAPH_PREFIX = {"adjacency": "ctx_adj", "flows": "ctx_flows"}
+GRAPH_PREFIX = C.CONTEXT_PREFIX
 
 
 def context_column(graph: str, feature: str) -> str:

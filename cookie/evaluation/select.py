@@ -54,10 +54,10 @@ import yaml
 
 from cookie import constants as C
 from cookie.config.evaluation import TaskConfig
-from cookie.etl.context import GRAPH_PREFIX as CONTEXT_PREFIX  # ctx_adj / ctx_flows: the feature job's names
+from cookie.constants import CONTEXT_PREFIX
 from cookie.evaluation.selection import Selection, select_rf, select_ridge
 from cookie.exceptions import ConfigError
-from cookie.preprocessing import ViewStats, fit_view, transform_view
+from cookie.preprocessing import ViewStats, auto_kind, fit_view, transform_view
 from cookie.storage.delta import load_label, order_ids, read_frame
 
 __all__ = ["MAX_CANDIDATES", "Setting", "select_settings"]
@@ -149,14 +149,10 @@ def _seeds(v: Any, default: Sequence[int]) -> list[int]:
 
 def _auto_kind(view: Any, frame: Any, cols: list[str]) -> str:
     """What ``train.preprocess: auto`` gives this view (the training job's rule)."""
-    from cookie.training.data import ViewTable
-    from cookie.training.data import _auto_kind as rule
-
     present = frame[C.PRESENT].fillna(False).to_numpy(dtype=bool) if C.PRESENT in frame else slice(None)
     vals = frame[cols].to_numpy(dtype=float)[present]
     vals = vals[np.isfinite(vals)]
-    vt = ViewTable(view.name, "", 0, cols, view.kind, view.transform)
-    return rule(vt, float(vals.min()) if vals.size else None)
+    return auto_kind(view.kind, view.transform, float(vals.min()) if vals.size else None)
 
 
 def _load_view(cfg: Any, view: Any, ids: list[str], has_flows_view: bool) -> _View:

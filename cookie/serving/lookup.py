@@ -17,6 +17,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from cookie import constants as C
+from cookie.exceptions import ConfigError
 from cookie.serving import embeddings as E
 from cookie.storage import delta as tables
 from cookie.storage import tracking as registry
@@ -31,7 +32,7 @@ def resolve(cfg, model_name: str | None = None, alias: str | None = None,
     """(registered model name, version) from an explicit version or an alias (default champion)."""
     registry.configure(cfg)
     name = model_name or registry.registered_model_name(cfg)
-    ref = registry.resolve_version(registry.client(registry.tracking_uri(cfg)), name,
+    ref = registry.resolve_version(registry.client_for(cfg), name,
                                    alias=None if version is not None else (alias or registry.DEFAULT_ALIAS), version=version)
     return name, int(ref.version)
 
@@ -86,6 +87,9 @@ def lookup_points(
 ) -> pd.DataFrame:
     """One row per (lat, lon) point, in order: lat, lon, region_id, model_name, model_version,
     run_id, embedding (None outside every region)."""
+    if cfg.regions.kind == "ids":
+        raise ConfigError(f"config {cfg.name}: regions are known by id only (regions.kind: ids), so points cannot "
+                          "be located; look regions up with --region <id>")
     name, v = resolve(cfg, model_name, alias, version)
     located = regions_of_points(spark, cfg, points)
     emb = E.read_embeddings(spark, cfg, name, v).select(C.REGION_ID, E.RUN_ID, E.EMBEDDING)

@@ -19,7 +19,7 @@ import numpy as np
 
 from cookie import constants as C
 from cookie.exceptions import ConfigError, InputError
-from cookie.preprocessing import (FeatureStats, ViewStats, feature_column, finalize_mean, finalize_std,
+from cookie.preprocessing import (FeatureStats, ViewStats, auto_kind, feature_column, finalize_mean, finalize_std,
                                       present_column, transform_view)
 
 PRESENT = "_present"  # the ETL's mask column (cookie.etl.features.common.PRESENT)
@@ -93,16 +93,6 @@ def _read_view(spark, vt: ViewTable):
     return spark.read.format("delta").option("versionAsOf", vt.version).load(vt.path)
 
 
-def _auto_kind(vt: ViewTable, min_value: float | None) -> str:
-    if vt.etl_kind in ("points", "lines", "polygons"):
-        return "counts"
-    if vt.etl_kind in ("flows", "raster"):
-        return "zscore"  # the ETL log1p'd flows already; raster statistics are not counts
-    if vt.etl_transform == "log1p":
-        return "zscore"
-    # vectors: counts (benchmark count matrices) when nothing is negative, else embeddings -> z-score
-    return "counts" if min_value is not None and min_value >= 0 else "zscore"
-
 
 def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> FeatureStats:
     """Global preprocessing statistics: one Spark aggregate over each view table.
@@ -159,7 +149,7 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
         kind = overrides.get(vt.name, "auto")
         if kind == "auto":
             mins = [r["min"] for r in rows if r["min"] is not None]
-            kind = _auto_kind(vt, min(mins) if mins else None)
+            kind = auto_kind(vt.etl_kind, vt.etl_transform, min(mins) if mins else None)
         ordered = [by_i[i] for i in range(len(vt.features))]
         if kind in ("counts", "zscore"):
             m, s = ("log_mean", "log_std") if kind == "counts" else ("mean", "std")
