@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str]) -> int:
     configs = argv or ["conf/helsinki.yaml", "conf/manhattan180.yaml", "conf/nyc_tracts.yaml"]
     from cookie.config import load_config
+    from cookie.config.project import shared_data_dir
     from cookie.etl.job import build_features
     from cookie.spark import SparkSettings, build_session
 
@@ -28,19 +29,34 @@ def main(argv: list[str]) -> int:
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
     rows = []
-    shared = Path(os.environ.get("COOKIE_SHARED_DATA", REPO.parent / "shared" / "data"))
+    shared = shared_data_dir(REPO)
     for c in configs:
         cfg = load_config(REPO / c, base_dir=str(REPO))
-        if "manhattan" in c or "nyc" in c:
-            if not shared.is_dir():
-                print(f"skip {c}: {shared} not found")
-                continue
+        if ("manhattan" in c or "nyc" in c) and not shared.is_dir():
+            print(f"skip {c}: {shared} not found")
+            continue
         report = build_features(spark, cfg)
         for t in report.tables:
-            rows.append({"config": cfg.name, "table": t.table, "rows": t.rows, "features": t.features,
-                         "seconds": round(t.seconds, 2), "cores": os.cpu_count()})
-        rows.append({"config": cfg.name, "table": "(whole job)", "rows": None, "features": None,
-                     "seconds": round(report.seconds, 2), "cores": os.cpu_count()})
+            rows.append(
+                {
+                    "config": cfg.name,
+                    "table": t.table,
+                    "rows": t.rows,
+                    "features": t.features,
+                    "seconds": round(t.seconds, 2),
+                    "cores": os.cpu_count(),
+                }
+            )
+        rows.append(
+            {
+                "config": cfg.name,
+                "table": "(whole job)",
+                "rows": None,
+                "features": None,
+                "seconds": round(report.seconds, 2),
+                "cores": os.cpu_count(),
+            }
+        )
     print(f"Spark session start (with Sedona + Delta check): {start:.1f} s, cores: {os.cpu_count()}")
     print(f"{'config':<14}{'table':<24}{'rows':>8}{'features':>10}{'seconds':>10}")
     for r in rows:

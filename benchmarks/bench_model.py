@@ -22,7 +22,7 @@ import json
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +31,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cookie.model import ModelConfig, build_model  # noqa: E402
-from cookie.model.efficiency import profile_model  # noqa: E402
-from cookie.preprocessing import log1p_zscore  # noqa: E402
-from cookie.model.synthetic import planted_views  # noqa: E402
+from cookie.model import ModelConfig, build_model
+from cookie.model.efficiency import profile_model
+from cookie.model.synthetic import planted_views
+from cookie.preprocessing import log1p_zscore
 
 #: the method specification's figures for a minimal implementation (mean of 3 seeds), crime / check-in R2
 SANITY = {"cookie": "~0.65 / ~0.72", "pair_only": "~0.67 / ~0.75", "intra_only": "~0.53 / ~0.61"}
@@ -60,8 +60,10 @@ def efficiency(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 use_club=args.club,
                 threads=torch.get_num_threads(),
                 torch=torch.__version__,
-                device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-                timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                device_name=torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor() or "cpu",
+                timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
             )
             rows.append(rep)
             print(
@@ -79,7 +81,11 @@ def ratios(rows: list[dict]) -> None:
         c, g = by.get(("cookie", m)), by.get(("gfactorcl", m))
         if not (c and g):
             continue
-        flag = "" if m < 3 or (c["params"] < g["params"] and c["flops_per_step"] < g["flops_per_step"]) else "  <-- CooKIE NOT cheaper"
+        flag = (
+            ""
+            if m < 3 or (c["params"] < g["params"] and c["flops_per_step"] < g["flops_per_step"])
+            else "  <-- CooKIE NOT cheaper"
+        )
         print(
             f"M={m}: GFactorCL / CooKIE  params x{g['params'] / c['params']:.2f}  FLOPs/step x{g['flops_per_step'] / c['flops_per_step']:.2f}"
             f"  total training FLOPs x{g['total_train_flops'] / c['total_train_flops']:.2f}  s/epoch x{g['seconds_per_epoch'] / c['seconds_per_epoch']:.2f}{flag}"

@@ -35,7 +35,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from published import MANHATTAN, TRACTS, published_records  # noqa: E402
+from published import MANHATTAN, TRACTS, published_records
 
 DEFAULT_CONFIGS = ("conf/manhattan180.yaml", "conf/nyc_tracts.yaml")
 DEFAULT_METHODS = ("raw", "gfactorcl", "pair_only", "intra_only", "cookie")
@@ -52,13 +52,29 @@ SEEDLESS = frozenset({"raw", "raw_pca"})
 #: the dataset id of benchmarks/published.py for each shipped config name
 PUBLISHED_DATASET = {"manhattan180": MANHATTAN, "nyc_tracts": TRACTS}
 #: published task names (benchmarks/published.py) of the configs' task names
-PUBLISHED_TASK = {"crime": "crime", "checkin": "check-in", "service_calls": "service-calls",
-                  "district": "community-district", "population": "population-density"}
-PUBLISHED_PROTOCOL = {"ridge_kfold": ("ridge-kfold5", "ridge-kfold10"), "kmeans": ("kmeans12",),
-                      "rf_split": ("rf-split-x10", "rf-split-x5")}
+PUBLISHED_TASK = {
+    "crime": "crime",
+    "checkin": "check-in",
+    "service_calls": "service-calls",
+    "district": "community-district",
+    "population": "population-density",
+}
+PUBLISHED_PROTOCOL = {
+    "ridge_kfold": ("ridge-kfold5", "ridge-kfold10"),
+    "kmeans": ("kmeans12",),
+    "rf_split": ("rf-split-x10", "rf-split-x5"),
+}
 #: the metric shown in the table for each protocol
-HEADLINE = {"ridge_kfold": "R2", "ridge_kfold_repeated": "R2", "spatial_block": "R2", "rf_split": "R2",
-            "kmeans": "NMI", "kmeans_repeated": "NMI", "landuse_mlp": "L1", "dominant_class": "accuracy"}
+HEADLINE = {
+    "ridge_kfold": "R2",
+    "ridge_kfold_repeated": "R2",
+    "spatial_block": "R2",
+    "rf_split": "R2",
+    "kmeans": "NMI",
+    "kmeans_repeated": "NMI",
+    "landuse_mlp": "L1",
+    "dominant_class": "accuracy",
+}
 T0 = time.perf_counter()
 
 
@@ -108,8 +124,9 @@ def features_missing(cfg: Any) -> bool:
     return not all((wh / t / "_delta_log").is_dir() for t in tables)
 
 
-def bench_config(config: str, methods: list[str], seeds: list[int], sets: list[str], args: argparse.Namespace,
-                 out: Path) -> list[Row]:
+def bench_config(
+    config: str, methods: list[str], seeds: list[int], sets: list[str], args: argparse.Namespace, out: Path
+) -> list[Row]:
     from cookie.config import load_config
 
     cfg = load_config(REPO / config, base_dir=str(REPO), overrides=sets)
@@ -117,7 +134,7 @@ def bench_config(config: str, methods: list[str], seeds: list[int], sets: list[s
         run(command("features", config, sets))
     rows: list[Row] = []
     for method in methods:
-        for seed in ([seeds[0]] if method in SEEDLESS else seeds):
+        for seed in [seeds[0]] if method in SEEDLESS else seeds:
             run_sets = [*sets, f"model.method={method}", f"model.seed={seed}", "train.alias=bench"]
             tag = f"{cfg.name}-{method}-{seed}"
             t = time.perf_counter()
@@ -126,33 +143,69 @@ def bench_config(config: str, methods: list[str], seeds: list[int], sets: list[s
             train_s = time.perf_counter() - t
             trained = json.loads((out / "runs" / f"{tag}.train.json").read_text())
             t = time.perf_counter()
-            eval_argv = command("evaluate", config, run_sets,
-                                ["--version", str(trained["model_version"]), "--no-maps",
-                                 "--result", str(out / "runs" / f"{tag}.evaluate.json")])
+            eval_argv = command(
+                "evaluate",
+                config,
+                run_sets,
+                [
+                    "--version",
+                    str(trained["model_version"]),
+                    "--no-maps",
+                    "--result",
+                    str(out / "runs" / f"{tag}.evaluate.json"),
+                ],
+            )
             run(eval_argv)
             evaluated = json.loads((out / "runs" / f"{tag}.evaluate.json").read_text())
-            row = Row(config=config, name=cfg.name, method=method, seed=None if method in SEEDLESS else seed,
-                      model_name=trained["model_name"], model_version=int(trained["model_version"]),
-                      training_run_id=trained["run_id"], eval_run_id=evaluated.get("eval_run_id"),
-                      metrics={k: float(v) for k, v in evaluated["metrics"].items()},
-                      seconds={"train": train_s, "evaluate": time.perf_counter() - t,
-                               "seconds_per_epoch": float(trained.get("efficiency", {}).get("seconds_per_epoch", 0.0))},
-                      commands=[shell(train_argv), shell(eval_argv)])
+            row = Row(
+                config=config,
+                name=cfg.name,
+                method=method,
+                seed=None if method in SEEDLESS else seed,
+                model_name=trained["model_name"],
+                model_version=int(trained["model_version"]),
+                training_run_id=trained["run_id"],
+                eval_run_id=evaluated.get("eval_run_id"),
+                metrics={k: float(v) for k, v in evaluated["metrics"].items()},
+                seconds={
+                    "train": train_s,
+                    "evaluate": time.perf_counter() - t,
+                    "seconds_per_epoch": float(trained.get("efficiency", {}).get("seconds_per_epoch", 0.0)),
+                },
+                commands=[shell(train_argv), shell(eval_argv)],
+            )
             rows.append(row)
             with (out / "quality.jsonl").open("a") as fh:
                 for key, value in sorted(row.metrics.items()):
                     task, protocol, metric = key.split(".", 2)
-                    fh.write(json.dumps({
-                        "dataset": cfg.name, "config": config, "method": method, "seed": row.seed,
-                        "task": task, "protocol": protocol, "metric": metric, "value": value,
-                        "model_name": row.model_name, "model_version": row.model_version,
-                        "training_run_id": row.training_run_id, "eval_run_id": row.eval_run_id,
-                        "commands": row.commands, "sets": sets, "seconds": row.seconds,
-                        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    }) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "dataset": cfg.name,
+                                "config": config,
+                                "method": method,
+                                "seed": row.seed,
+                                "task": task,
+                                "protocol": protocol,
+                                "metric": metric,
+                                "value": value,
+                                "model_name": row.model_name,
+                                "model_version": row.model_version,
+                                "training_run_id": row.training_run_id,
+                                "eval_run_id": row.eval_run_id,
+                                "commands": row.commands,
+                                "sets": sets,
+                                "seconds": row.seconds,
+                                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                            }
+                        )
+                        + "\n"
+                    )
             headline = {k: v for k, v in row.metrics.items() if _is_headline(k)}
-            say(f"{cfg.name} {method} seed {seed}: v{row.model_version} " + ", ".join(
-                f"{k} {v:.3f}" for k, v in sorted(headline.items())))
+            say(
+                f"{cfg.name} {method} seed {seed}: v{row.model_version} "
+                + ", ".join(f"{k} {v:.3f}" for k, v in sorted(headline.items()))
+            )
     return rows
 
 
@@ -191,8 +244,11 @@ def table(rows: list[Row]) -> str:
         for k in keys:
             task, protocol, metric = k.split(".")
             for rec in published_records(dataset=dataset) if dataset else []:
-                if (rec["task"] == PUBLISHED_TASK.get(task) and rec["metric"] == metric
-                        and rec["protocol"] in PUBLISHED_PROTOCOL.get(protocol, ())):
+                if (
+                    rec["task"] == PUBLISHED_TASK.get(task)
+                    and rec["metric"] == metric
+                    and rec["protocol"] in PUBLISHED_PROTOCOL.get(protocol, ())
+                ):
                     pub.append(f"{k}: {rec['method']} {rec['mean']:.3f} ({rec['protocol']})")
         if pub:
             out.append("\npublished: " + "; ".join(pub))
@@ -201,8 +257,11 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="*", help=f"configs (default: {' '.join(DEFAULT_CONFIGS)} and their "
-                   "conf/<name>.selected.yaml when present)")
+    p.add_argument(
+        "--configs",
+        nargs="*",
+        help=f"configs (default: {' '.join(DEFAULT_CONFIGS)} and their conf/<name>.selected.yaml when present)",
+    )
     p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS))
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--set", action="append", default=[], help="a config override for every run (key=value)")
@@ -230,10 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_config(config, args.methods, args.seeds, args.set, args, out)
     text = table(rows)
     print(text)
-    header = (f"# Quality on the product path\n\n`python benchmarks/bench_quality.py "
-              f"{' '.join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))}` "
-              f"({datetime.now(timezone.utc).isoformat(timespec='minutes')}, {time.perf_counter() - T0:.0f} s). "
-              "Every row is a registered model version; `quality.jsonl` has the commands that reproduce it.\n")
+    header = (
+        f"# Quality on the product path\n\n`python benchmarks/bench_quality.py "
+        f"{' '.join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))}` "
+        f"({datetime.now(UTC).isoformat(timespec='minutes')}, {time.perf_counter() - T0:.0f} s). "
+        "Every row is a registered model version; `quality.jsonl` has the commands that reproduce it.\n"
+    )
     (out / "quality.md").write_text(header + text + "\n")
     say(f"wrote {out / 'quality.jsonl'} and {out / 'quality.md'}")
     return 0

@@ -83,15 +83,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     spark = session(cfg, "train", args.master)
-    result = train_and_publish(spark, cfg, resume=args.resume, num_processes=args.num_processes,
-                               stop_after_epochs=args.stop_after_epochs)
+    result = train_and_publish(
+        spark, cfg, resume=args.resume, num_processes=args.num_processes, stop_after_epochs=args.stop_after_epochs
+    )
     print(result.summary())
-    _write_result(args.result, {
-        "status": result.status, "run_id": result.run_id, "model_name": result.model_name,
-        "model_version": result.model_version, "alias": result.alias, "global_epoch": result.global_epoch,
-        "embeddings_table": result.embeddings_table, "embeddings_table_version": result.embeddings_table_version,
-        "efficiency": result.efficiency, "timing": result.timing,
-    })
+    _write_result(
+        args.result,
+        {
+            "status": result.status,
+            "run_id": result.run_id,
+            "model_name": result.model_name,
+            "model_version": result.model_version,
+            "alias": result.alias,
+            "global_epoch": result.global_epoch,
+            "embeddings_table": result.embeddings_table,
+            "embeddings_table_version": result.embeddings_table_version,
+            "efficiency": result.efficiency,
+            "timing": result.timing,
+        },
+    )
     if result.status == "STOPPED":
         print(f"stopped after epoch {result.global_epoch}; continue with --resume")
     return EXIT_OK
@@ -116,12 +126,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load(args)
     tasks = _evaluation_tasks(cfg, args.tasks)
     out = evaluate_version(
-        cfg, model_name=args.model_name, alias=args.alias, version=args.version, run_id=args.run_id,
-        mlflow_client=client_for(cfg, args.tracking_uri), report_dir=args.report_dir,
-        log=not args.no_log, maps=False if args.no_maps else None, tasks=tasks,
+        cfg,
+        model_name=args.model_name,
+        alias=args.alias,
+        version=args.version,
+        run_id=args.run_id,
+        mlflow_client=client_for(cfg, args.tracking_uri),
+        report_dir=args.report_dir,
+        log=not args.no_log,
+        maps=False if args.no_maps else None,
+        tasks=tasks,
     )
-    summary = {"model": out.ref.name, "version": out.ref.version, "training_run_id": out.ref.run_id,
-               "eval_run_id": out.eval_run_id, "report": str(out.report_dir / "report.md"), "metrics": out.metrics}
+    summary = {
+        "model": out.ref.name,
+        "version": out.ref.version,
+        "training_run_id": out.ref.run_id,
+        "eval_run_id": out.eval_run_id,
+        "report": str(out.report_dir / "report.md"),
+        "metrics": out.metrics,
+    }
     print(json.dumps(summary, indent=1))
     _write_result(args.result, summary)
     return EXIT_OK
@@ -142,8 +165,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if not metric:
         raise ConfigError("no primary metric: set evaluation.primary_metric or pass --metric")
     try:
-        direction = ev.direction() if not args.metric else (
-            ev.primary_direction if ev.primary_direction != "auto" else metric_direction(metric))
+        direction = (
+            ev.direction()
+            if not args.metric
+            else (ev.primary_direction if ev.primary_direction != "auto" else metric_direction(metric))
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     mc = client_for(cfg, args.tracking_uri)
@@ -155,12 +181,17 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     try:
         d = promote(
-            mc, name, metric, direction, experiment_name(cfg),
+            mc,
+            name,
+            metric,
+            direction,
+            experiment_name(cfg),
             min_improvement=ev.min_improvement if args.min_improvement is None else args.min_improvement,
             challenger_alias=args.challenger_alias or ev.alias,
             champion_alias=args.champion_alias or ev.champion_alias,
             evaluate_missing=None if args.no_evaluate else evaluate_missing,
-            dry_run=args.dry_run, artifact_location=artifact_location(cfg),
+            dry_run=args.dry_run,
+            artifact_location=artifact_location(cfg),
         )
     except LookupError as exc:
         raise MissingModel(str(exc)) from exc
@@ -181,15 +212,19 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if args.region:
         for _, r in lookup_regions(spark, cfg, args.region, args.model_name, args.alias, args.version).iterrows():
             missing += r["embedding"] is None
-            print(f"region {r['region_id']}  {r['model_name']} v{r['model_version']}  "
-                  f"{format_vector(r['embedding'], args.full)}")
+            print(
+                f"region {r['region_id']}  {r['model_name']} v{r['model_version']}  "
+                f"{format_vector(r['embedding'], args.full)}"
+            )
     if args.lat:
         pts = list(zip(args.lat, args.lon))
         for _, r in lookup_points(spark, cfg, pts, args.model_name, args.alias, args.version).iterrows():
             missing += r["embedding"] is None
             region = r["region_id"] if r["region_id"] is not None else "(outside every region)"
-            print(f"point ({r['lat']}, {r['lon']}) -> region {region}  {r['model_name']} v{r['model_version']}  "
-                  f"{format_vector(r['embedding'], args.full)}")
+            print(
+                f"point ({r['lat']}, {r['lon']}) -> region {region}  {r['model_name']} v{r['model_version']}  "
+                f"{format_vector(r['embedding'], args.full)}"
+            )
     return EXIT_BAD_INPUT if missing else EXIT_OK
 
 
@@ -207,8 +242,13 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML config (conf/<name>.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config setting, e.g. model.method=gfactorcl (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config setting, e.g. model.method=gfactorcl (repeatable)",
+    )
 
 
 def _version_args(p: argparse.ArgumentParser, default_alias: str) -> None:
@@ -222,7 +262,8 @@ def _version_args(p: argparse.ArgumentParser, default_alias: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     codes = "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
-        prog="python -m cookie", description="CooKIE region embeddings on Spark, Sedona, Delta, PyTorch and MLflow.",
+        prog="python -m cookie",
+        description="CooKIE region embeddings on Spark, Sedona, Delta, PyTorch and MLflow.",
         epilog=f"exit codes: {codes}",
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="{" + ",".join(VERBS) + "}")
@@ -280,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", help="Spark master (default: local[*])")
     p.set_defaults(func=cmd_lookup)
 
-    p = sub.add_parser("select", help="choose view preprocessing and spatial context inside training rows only; "
-                       "write the chosen config")
+    p = sub.add_parser(
+        "select",
+        help="choose view preprocessing and spatial context inside training rows only; write the chosen config",
+    )
     _common(p)
     p.add_argument("--out", help="where to write the chosen config (default: <config>.selected.yaml)")
     p.set_defaults(func=cmd_select)

@@ -33,6 +33,7 @@ import numpy as np
 
 from cookie.constants import FEATURE_SEP as SEP
 from cookie.constants import PRESENT_SUFFIX
+
 STD_EPS = 1e-8
 
 KINDS = ("counts", "zscore", "shares", "embedding")
@@ -104,16 +105,20 @@ class FeatureStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FeatureStats":
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureStats:
         views = [ViewStats(**v) for v in d["views"]]
-        return cls(views=views, n_regions=int(d.get("n_regions", 0)), nan_policy=d.get("nan_policy", "raise"),
-                   extra=dict(d.get("extra", {})))
+        return cls(
+            views=views,
+            n_regions=int(d.get("n_regions", 0)),
+            nan_policy=d.get("nan_policy", "raise"),
+            extra=dict(d.get("extra", {})),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "FeatureStats":
+    def from_json(cls, text: str) -> FeatureStats:
         return cls.from_dict(json.loads(text))
 
 

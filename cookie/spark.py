@@ -43,8 +43,10 @@ class SparkSettings:
 def settings_for(cfg, app: str, master: str | None = None) -> SparkSettings:
     """Session settings from a config's ``spark:`` section; ``master`` (e.g. a CLI flag) wins."""
     return SparkSettings(
-        app_name=f"cookie-{app}-{cfg.name}", master=master or cfg.spark.master,
-        driver_memory=cfg.spark.driver_memory, shuffle_partitions=cfg.spark.shuffle_partitions,
+        app_name=f"cookie-{app}-{cfg.name}",
+        master=master or cfg.spark.master,
+        driver_memory=cfg.spark.driver_memory,
+        shuffle_partitions=cfg.spark.shuffle_partitions,
         extra_conf=tuple(cfg.spark.conf.items()),
     )
 

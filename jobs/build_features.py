@@ -1,7 +1,7 @@
 """spark-submit entry point of `python -m cookie features` (same arguments; see `python -m cookie features --help`).
 
-    spark-submit --packages <see README> jobs/build_features.py --config conf/helsinki.yaml
-    python jobs/build_features.py --config conf/helsinki.yaml [--set key=value ...]
+spark-submit --packages <see README> jobs/build_features.py --config conf/helsinki.yaml
+python jobs/build_features.py --config conf/helsinki.yaml [--set key=value ...]
 """
 
 import sys

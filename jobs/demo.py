@@ -29,8 +29,14 @@ STEPS = [
 def run_step(i: int, name: str, script: str, what: str, config: str) -> tuple[float, list[str]]:
     print(f"\n[{i}/{len(STEPS)}] {name}: {what}", flush=True)
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, script, "--config", config], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        [sys.executable, script, "--config", config],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -63,12 +69,16 @@ def summary(config: str, timings: dict[str, float]) -> None:
             mv = client.get_model_version_by_alias(name, alias)
         except Exception:
             continue
-        metrics = {k[len("eval."):]: v for k, v in mv.tags.items() if k.startswith("eval.")}
+        metrics = {k[len("eval.") :]: v for k, v in mv.tags.items() if k.startswith("eval.")}
         rows.append((alias, mv.version, mv.run_id, metrics))
     print("\n" + "=" * 78)
-    print(f"demo on {cfg.name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-          + f" (total {sum(timings.values()):.0f} s)")
+    print(
+        f"demo on {cfg.name}: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f" (total {sum(timings.values()):.0f} s)"
+    )
     if rows:
+
         def num(m: dict[str, str], k: str) -> float | None:
             try:
                 return float(m[k])
@@ -92,7 +102,7 @@ def summary(config: str, timings: dict[str, float]) -> None:
         print(f"  MLflow           model {name} v{version} @{alias}, training run {run_id}")
     print(f"  reports          {REPO / 'reports' / cfg.name}")
     print(f"  MLflow UI        make mlflow-ui   (tracking store {uri}), then open http://127.0.0.1:5000")
-    print(f"  look up a vector make lookup CONFIG={config} ARGS=\"--alias champion --lat 60.17 --lon 24.94\"")
+    print(f'  look up a vector make lookup CONFIG={config} ARGS="--alias champion --lat 60.17 --lon 24.94"')
 
 
 def main(argv: list[str] | None = None) -> int:

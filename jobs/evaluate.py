@@ -1,7 +1,7 @@
 """spark-submit entry point of `python -m cookie evaluate` (same arguments; see `python -m cookie evaluate --help`).
 
-    spark-submit --packages <see README> jobs/evaluate.py --config conf/helsinki.yaml
-    python jobs/evaluate.py --config conf/helsinki.yaml [--set key=value ...]
+spark-submit --packages <see README> jobs/evaluate.py --config conf/helsinki.yaml
+python jobs/evaluate.py --config conf/helsinki.yaml [--set key=value ...]
 """
 
 import sys

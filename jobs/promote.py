@@ -1,7 +1,7 @@
 """spark-submit entry point of `python -m cookie promote` (same arguments; see `python -m cookie promote --help`).
 
-    spark-submit --packages <see README> jobs/promote.py --config conf/helsinki.yaml
-    python jobs/promote.py --config conf/helsinki.yaml [--set key=value ...]
+spark-submit --packages <see README> jobs/promote.py --config conf/helsinki.yaml
+python jobs/promote.py --config conf/helsinki.yaml [--set key=value ...]
 """
 
 import sys

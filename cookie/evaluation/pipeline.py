@@ -74,12 +74,23 @@ def evaluate_ref(
     tasks = list(ev.tasks if tasks is None else tasks)
     if not tasks:
         raise ConfigError(f"config {cfg.name!r} has no evaluation.tasks")
-    emb = load_embeddings(cfg, ref.name, model_version=ref.version,
-                          run_id=ref.run_id if ref.version is None else None, table=ev.embeddings_table)
+    emb = load_embeddings(
+        cfg,
+        ref.name,
+        model_version=ref.version,
+        run_id=ref.run_id if ref.version is None else None,
+        table=ev.embeddings_table,
+    )
     X = emb.column(ev.embedding_column)
     valid = np.any(X != 0, axis=1) & np.all(np.isfinite(X), axis=1)
-    logger.info("%s: %d regions x %d dims (%s); %d all-zero / non-finite rows left out", ref.label(), X.shape[0],
-                X.shape[1], ev.embedding_column, int((~valid).sum()))
+    logger.info(
+        "%s: %d regions x %d dims (%s); %d all-zero / non-finite rows left out",
+        ref.label(),
+        X.shape[0],
+        X.shape[1],
+        ev.embedding_column,
+        int((~valid).sum()),
+    )
 
     try:
         regions = load_regions(cfg)
@@ -93,11 +104,26 @@ def evaluate_ref(
     cache: dict[tuple[Any, ...], LabelRows] = {}
 
     def labels(task: TaskConfig) -> LabelRows:
-        key = (task.table, tuple(task.columns), tuple(task.exclude_columns), task.subset_table, task.subset_column,
-               task.require_present, task.normalise_rows)
+        key = (
+            task.table,
+            tuple(task.columns),
+            tuple(task.exclude_columns),
+            task.subset_table,
+            task.subset_column,
+            task.require_present,
+            task.normalise_rows,
+        )
         if key not in cache:
-            cache[key] = load_label(cfg, task.table, task.columns, task.subset_column, task.require_present,
-                                    task.normalise_rows, task.exclude_columns, task.subset_table)
+            cache[key] = load_label(
+                cfg,
+                task.table,
+                task.columns,
+                task.subset_column,
+                task.require_present,
+                task.normalise_rows,
+                task.exclude_columns,
+                task.subset_table,
+            )
         return cache[key]
 
     result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid)
@@ -118,24 +144,47 @@ def evaluate_ref(
         "primary metric": ev.primary_metric,
         "evaluated at (UTC)": stamp,
     }
-    files = write_report(result, report_dir, regions=regions, embedding=(emb.ids, X), title=ref.label(),
-                         info=info, dataset=cfg.name, method=ref.name,
-                         maps=ev.maps if maps is None else maps)
+    files = write_report(
+        result,
+        report_dir,
+        regions=regions,
+        embedding=(emb.ids, X),
+        title=ref.label(),
+        info=info,
+        dataset=cfg.name,
+        method=ref.name,
+        maps=ev.maps if maps is None else maps,
+    )
     logger.info("report: %s", Path(report_dir) / "report.md")
 
     run_id = None
     if log:
         mc = mlflow_client or client_for(cfg)
         params = {f"task.{t.key}": t.model_dump_json(exclude={"name", "protocol"}) for t in tasks}
-        params.update({"embedding_column": ev.embedding_column, "region_order": ev.region_order,
-                       "embeddings_table": ev.embeddings_table, "n_regions": len(emb.ids)})
+        params.update(
+            {
+                "embedding_column": ev.embedding_column,
+                "region_order": ev.region_order,
+                "embeddings_table": ev.embeddings_table,
+                "n_regions": len(emb.ids),
+            }
+        )
         run_id = log_evaluation(
-            mc, experiment_name(cfg), artifact_location(cfg), ref, metrics, params=params, artifacts_dir=report_dir,
-            tags={"cookie.config": cfg.name, "cookie.alias": alias or ""}, primary_metric=ev.primary_metric,
+            mc,
+            experiment_name(cfg),
+            artifact_location(cfg),
+            ref,
+            metrics,
+            params=params,
+            artifacts_dir=report_dir,
+            tags={"cookie.config": cfg.name, "cookie.alias": alias or ""},
+            primary_metric=ev.primary_metric,
             log_to_training_run=ev.log_to_training_run,
         )
         logger.info("logged evaluation run %s in experiment %r", run_id, experiment_name(cfg))
-    return EvaluationOutput(ref=ref, result=result, metrics=metrics, report_dir=Path(report_dir), files=files, eval_run_id=run_id)
+    return EvaluationOutput(
+        ref=ref, result=result, metrics=metrics, report_dir=Path(report_dir), files=files, eval_run_id=run_id
+    )
 
 
 def evaluate_version(

@@ -105,8 +105,14 @@ def promote(
     """
     challenger = resolve_version(mlflow_client, model_name, alias=challenger_alias)
     champion = _try_resolve(mlflow_client, model_name, champion_alias)
-    log.info("%s: challenger @%s = %s, champion @%s = %s", model_name, challenger_alias, challenger.label(),
-             champion_alias, "none" if champion is None else champion.label())
+    log.info(
+        "%s: challenger @%s = %s, champion @%s = %s",
+        model_name,
+        challenger_alias,
+        challenger.label(),
+        champion_alias,
+        "none" if champion is None else champion.label(),
+    )
 
     def score(ref: VersionRef) -> float | None:
         s = version_score(mlflow_client, ref, metric)
@@ -146,8 +152,14 @@ def promote(
     return decision
 
 
-def _log(mlflow_client: Any, experiment: str, d: Decision, challenger_alias: str, champion_alias: str,
-         artifact_location: str | None = None) -> str:
+def _log(
+    mlflow_client: Any,
+    experiment: str,
+    d: Decision,
+    challenger_alias: str,
+    champion_alias: str,
+    artifact_location: str | None = None,
+) -> str:
     from mlflow.entities import Metric, Param
 
     exp_id = ensure_experiment(mlflow_client, experiment, artifact_location)

@@ -32,8 +32,17 @@ from cookie.evaluation.protocols import ProtocolResult
 from cookie.evaluation.report import markdown_table
 from cookie.storage.delta import LabelRows, order_ids
 
-__all__ = ["NO_GEOMETRY", "EvaluationResult", "TaskOutcome", "centroids_of", "has_geometry", "run_protocol",
-           "run_task", "run_tasks", "write_report"]
+__all__ = [
+    "NO_GEOMETRY",
+    "EvaluationResult",
+    "TaskOutcome",
+    "centroids_of",
+    "has_geometry",
+    "run_protocol",
+    "run_task",
+    "run_tasks",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +191,10 @@ def run_task(
             raise ValueError(f"spatial_block: {NO_GEOMETRY}")
         lacking = [r for r in common if r not in centroids]
         if lacking:
-            raise ValueError(f"spatial_block: {len(lacking)} of the task's {len(common)} regions have no geometry "
-                             f"(first: {lacking[:5]})")
+            raise ValueError(
+                f"spatial_block: {len(lacking)} of the task's {len(common)} regions have no geometry "
+                f"(first: {lacking[:5]})"
+            )
         cents = np.array([centroids[r] for r in common], dtype=float)
     res = run_protocol(task.protocol, Xa, ya, task.options, cents)
     return TaskOutcome(task=task, result=res, ids=common, y=ya)
@@ -286,8 +297,13 @@ def write_report(
                     pred[i] = o.result.predictions[k]
             name = f"map_{_safe(o.key)}.png"
             MP.plot_predicted_vs_actual(
-                geoms, actual, pred, out / name, title=f"{title}: {o.task.name}, {o.result.protocol}",
-                label=", ".join(o.task.columns), show_residual=True,
+                geoms,
+                actual,
+                pred,
+                out / name,
+                title=f"{title}: {o.task.name}, {o.result.protocol}",
+                label=", ".join(o.task.columns),
+                show_residual=True,
             )
             files[name] = out / name
             images.append((f"{o.task.name} ({o.result.protocol}): actual, predicted, residual", name))

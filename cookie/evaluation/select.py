@@ -136,8 +136,10 @@ def _primary_task(cfg: Any) -> tuple[TaskConfig, str]:
     if task is None:
         raise ConfigError(f"evaluation.primary_metric {ev.primary_metric!r} names no task")
     if task.protocol not in RIDGE + RF:
-        raise ConfigError(f"select works for primary metrics of the protocols {list(RIDGE + RF)}; "
-                          f"{ev.primary_metric!r} is a {task.protocol} task")
+        raise ConfigError(
+            f"select works for primary metrics of the protocols {list(RIDGE + RF)}; "
+            f"{ev.primary_metric!r} is a {task.protocol} task"
+        )
     return task, ev.primary_metric
 
 
@@ -168,9 +170,14 @@ def _load_view(cfg: Any, view: Any, ids: list[str], has_flows_view: bool) -> _Vi
     configured_ctx = tuple(view.context)
     missing = [g for g in configured_ctx if g not in ctx]
     if missing:
-        log.warning("view %s: the config asks for context %s but view_%s has no %s columns (build the features "
-                    "again); compared without them", view.name, missing, view.name,
-                    [CONTEXT_PREFIX[g] + C.FEATURE_SEP + "*" for g in missing])
+        log.warning(
+            "view %s: the config asks for context %s but view_%s has no %s columns (build the features "
+            "again); compared without them",
+            view.name,
+            missing,
+            view.name,
+            [CONTEXT_PREFIX[g] + C.FEATURE_SEP + "*" for g in missing],
+        )
         configured_ctx = tuple(g for g in configured_ctx if g in ctx)
     kind = cfg.train.preprocess.get(view.name, "auto")
     auto = None
@@ -213,8 +220,16 @@ def select_settings(
     task, metric = _primary_task(cfg)
     opts = dict(task.options)
 
-    lab = load_label(cfg, task.table, task.columns, task.subset_column, task.require_present, task.normalise_rows,
-                     task.exclude_columns, task.subset_table)
+    lab = load_label(
+        cfg,
+        task.table,
+        task.columns,
+        task.subset_column,
+        task.require_present,
+        task.normalise_rows,
+        task.exclude_columns,
+        task.subset_table,
+    )
     y_all = np.asarray(lab.values, dtype=float)
     if y_all.ndim != 1:
         raise ConfigError(f"task {task.key}: select needs one target column, got {lab.columns}")
@@ -240,8 +255,10 @@ def select_settings(
 
     if task.protocol in RIDGE:
         n_splits, alpha = int(opts.get("n_splits", 5)), float(opts.get("alpha", 1.0))
-        how = (f"each of the {n_splits} outer folds of the published unshuffled {n_splits}-fold split chose on its "
-               f"own training rows by inner shuffled 5-fold CV (seeds 0, 1, 2), Ridge(alpha={alpha:g}), R2")
+        how = (
+            f"each of the {n_splits} outer folds of the published unshuffled {n_splits}-fold split chose on its "
+            f"own training rows by inner shuffled 5-fold CV (seeds 0, 1, 2), Ridge(alpha={alpha:g}), R2"
+        )
 
         def run(cands: Mapping[str, np.ndarray]) -> tuple[Selection, float]:
             sel = select_ridge(cands, [y], n_splits=n_splits, alpha=alpha)
@@ -250,8 +267,10 @@ def select_settings(
         seeds = _seeds(opts.get("seeds"), range(1, 11))[:RF_SEEDS]
         n_est, n_jobs = int(opts.get("n_estimators", 100)), opts.get("n_jobs", 2)
         test_size = float(opts.get("test_size", 0.2))
-        how = (f"each of the splits of seeds {seeds} (test {test_size:g}) chose on a 20 % validation part of its "
-               f"training rows, RandomForestRegressor({n_est}), R2")
+        how = (
+            f"each of the splits of seeds {seeds} (test {test_size:g}) chose on a 20 % validation part of its "
+            f"training rows, RandomForestRegressor({n_est}), R2"
+        )
 
         def run(cands: Mapping[str, np.ndarray]) -> tuple[Selection, float]:
             sel = select_rf(cands, y, seeds=seeds, test_size=test_size, n_estimators=n_est, n_jobs=n_jobs)
@@ -275,18 +294,22 @@ def select_settings(
     for name, v in views.items():
         kinds, contexts, unavailable = _candidates(v, has_flows_view)
         if len(kinds) * len(contexts) <= MAX_CANDIDATES:
-            step(name, "preprocessing and context", [Setting(k, c) for k, c in itertools.product(kinds, contexts)],
-                 unavailable)
+            step(
+                name,
+                "preprocessing and context",
+                [Setting(k, c) for k, c in itertools.product(kinds, contexts)],
+                unavailable,
+            )
         else:
             step(name, "preprocessing", [Setting(k, current[name].context) for k in kinds], [])
             step(name, "context", [Setting(current[name].kind, c) for c in contexts], unavailable)
 
-    header, new_name, dataset_note = _write(cfg, config_path, out_path, overrides, views, current, steps, metric,
-                                            task, how, len(ids), apply_overrides)
+    header, new_name, dataset_note = _write(
+        cfg, config_path, out_path, overrides, views, current, steps, metric, task, how, len(ids), apply_overrides
+    )
     load_config(out_path, base_dir=cfg.base_dir)  # the written config is valid
     log.info("wrote %s", out_path)
-    return _report(config_path, out_path, metric, task, how, len(ids), views, steps, current, new_name,
-                   dataset_note)
+    return _report(config_path, out_path, metric, task, how, len(ids), views, steps, current, new_name, dataset_note)
 
 
 def _votes(step: _Step) -> str:
@@ -294,9 +317,20 @@ def _votes(step: _Step) -> str:
     return ", ".join(f"{k} {v}/{n}" for k, v in sorted(step.selection.votes.items(), key=lambda kv: -kv[1]))
 
 
-def _write(cfg: Any, config_path: Path, out_path: Path, overrides: Sequence[str] | None, views: Mapping[str, _View],
-           chosen: Mapping[str, Setting], steps: list[_Step], metric: str, task: TaskConfig, how: str, n: int,
-           apply_overrides: Any) -> tuple[list[str], str, str]:
+def _write(
+    cfg: Any,
+    config_path: Path,
+    out_path: Path,
+    overrides: Sequence[str] | None,
+    views: Mapping[str, _View],
+    chosen: Mapping[str, Setting],
+    steps: list[_Step],
+    metric: str,
+    task: TaskConfig,
+    how: str,
+    n: int,
+    apply_overrides: Any,
+) -> tuple[list[str], str, str]:
     raw = yaml.safe_load(config_path.read_text())
     raw = apply_overrides(raw, list(overrides or []))
     train = raw.get("train") or {}
@@ -312,8 +346,10 @@ def _write(cfg: Any, config_path: Path, out_path: Path, overrides: Sequence[str]
         ch = chosen[name]
         pre[name] = ch.kind
         v["context"] = list(ch.context)
-        why = "; ".join(f"{s.what}: votes {_votes(s)}, nested R2 {s.nested:.3f}" for s in by_view.get(name, [])) \
+        why = (
+            "; ".join(f"{s.what}: votes {_votes(s)}, nested R2 {s.nested:.3f}" for s in by_view.get(name, []))
             or "one candidate: kept"
+        )
         lines.append(f"#   train.preprocess.{name}: {ch.kind}; views[{i}].context: {list(ch.context)}  ({why})")
     new_name = f"{cfg.name}_selected"
     raw["name"] = new_name
@@ -322,13 +358,17 @@ def _write(cfg: Any, config_path: Path, out_path: Path, overrides: Sequence[str]
     raw["output"] = output
     if same_columns:
         output["dataset"] = cfg.dataset
-        dataset_note = (f"output.dataset: {cfg.dataset} (the existing feature tables hold exactly the chosen "
-                        "context columns: no rebuild needed)")
+        dataset_note = (
+            f"output.dataset: {cfg.dataset} (the existing feature tables hold exactly the chosen "
+            "context columns: no rebuild needed)"
+        )
     else:
         if output.get("dataset"):
             output["dataset"] = f"{cfg.dataset}_selected"
-        dataset_note = (f"feature tables of their own ({output.get('dataset') or new_name}): the chosen context "
-                        f"differs from the built tables; build them with python -m cookie features --config {out_path}")
+        dataset_note = (
+            f"feature tables of their own ({output.get('dataset') or new_name}): the chosen context "
+            f"differs from the built tables; build them with python -m cookie features --config {out_path}"
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")
     sets = "".join(f" --set {s}" for s in overrides or [])
     header = [
@@ -349,18 +389,32 @@ def _write(cfg: Any, config_path: Path, out_path: Path, overrides: Sequence[str]
     return header, new_name, dataset_note
 
 
-def _report(config_path: Path, out_path: Path, metric: str, task: TaskConfig, how: str, n: int,
-            views: Mapping[str, _View], steps: list[_Step], chosen: Mapping[str, Setting], new_name: str,
-            dataset_note: str) -> str:
-    lines = [f"select: {config_path} -> {out_path}",
-             f"target: {metric} (task {task.key}, label {task.table} {task.columns}, {n} regions)",
-             f"protocol: {how}",
-             "candidates are <preprocessing>/<context>; inner R2 is the mean over the outer splits", ""]
+def _report(
+    config_path: Path,
+    out_path: Path,
+    metric: str,
+    task: TaskConfig,
+    how: str,
+    n: int,
+    views: Mapping[str, _View],
+    steps: list[_Step],
+    chosen: Mapping[str, Setting],
+    new_name: str,
+    dataset_note: str,
+) -> str:
+    lines = [
+        f"select: {config_path} -> {out_path}",
+        f"target: {metric} (task {task.key}, label {task.table} {task.columns}, {n} regions)",
+        f"protocol: {how}",
+        "candidates are <preprocessing>/<context>; inner R2 is the mean over the outer splits",
+        "",
+    ]
     for name, v in views.items():
         conf = v.configured
         auto = f" (auto = {v.auto_kind})" if v.auto_kind else ""
-        lines.append(f"view {name}: configured {conf.label}{auto}; table context columns: "
-                     f"{list(v.table_context) or 'none'}")
+        lines.append(
+            f"view {name}: configured {conf.label}{auto}; table context columns: {list(v.table_context) or 'none'}"
+        )
         for s in [s for s in steps if s.view == name]:
             inner = s.mean_inner()
             votes = s.selection.votes
@@ -369,8 +423,10 @@ def _report(config_path: Path, out_path: Path, metric: str, task: TaskConfig, ho
             for c in s.candidates:
                 mark = "  <- chosen" if c == s.winner else ""
                 lines.append(f"    {c.label:<28} {inner[c.label]:>9.4f} {votes.get(c.label, 0):>6}{mark}")
-            lines.append(f"    winner {s.winner.label} ({_votes(s)}{', unanimous' if s.selection.unanimous else ''}); "
-                         f"nested R2 {s.nested:.4f}")
+            lines.append(
+                f"    winner {s.winner.label} ({_votes(s)}{', unanimous' if s.selection.unanimous else ''}); "
+                f"nested R2 {s.nested:.4f}"
+            )
             for u in s.unavailable:
                 lines.append(f"    not compared: {u}")
         if not any(s.view == name for s in steps):

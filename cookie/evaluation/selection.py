@@ -51,7 +51,9 @@ class Selection:
         return len(set(self.choices)) == 1
 
 
-def _ridge_oof_r2(X: np.ndarray, ys: Sequence[np.ndarray], splits: list[tuple[np.ndarray, np.ndarray]], alpha: float) -> float:
+def _ridge_oof_r2(
+    X: np.ndarray, ys: Sequence[np.ndarray], splits: list[tuple[np.ndarray, np.ndarray]], alpha: float
+) -> float:
     scores = []
     for y in ys:
         pred = np.zeros(len(y))

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
-from pyspark.sql import Window
+from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from cookie import constants as C
@@ -27,13 +26,18 @@ LAT = "lat"
 LON = "lon"
 
 
-def resolve(cfg, model_name: str | None = None, alias: str | None = None,
-            version: int | None = None) -> tuple[str, int]:
+def resolve(
+    cfg, model_name: str | None = None, alias: str | None = None, version: int | None = None
+) -> tuple[str, int]:
     """(registered model name, version) from an explicit version or an alias (default champion)."""
     registry.configure(cfg)
     name = model_name or registry.registered_model_name(cfg)
-    ref = registry.resolve_version(registry.client_for(cfg), name,
-                                   alias=None if version is not None else (alias or registry.DEFAULT_ALIAS), version=version)
+    ref = registry.resolve_version(
+        registry.client_for(cfg),
+        name,
+        alias=None if version is not None else (alias or registry.DEFAULT_ALIAS),
+        version=version,
+    )
     return name, int(ref.version)
 
 
@@ -49,16 +53,25 @@ def lookup_regions(
     run_id, embedding (float32 array, None when the table has no row for that region)."""
     name, v = resolve(cfg, model_name, alias, version)
     ids = [str(r) for r in region_ids]
-    rows = (E.read_embeddings(spark, cfg, name, v)
-            .where(F.col(C.REGION_ID).isin(ids))
-            .select(C.REGION_ID, E.RUN_ID, E.EMBEDDING).toPandas())
+    rows = (
+        E.read_embeddings(spark, cfg, name, v)
+        .where(F.col(C.REGION_ID).isin(ids))
+        .select(C.REGION_ID, E.RUN_ID, E.EMBEDDING)
+        .toPandas()
+    )
     found = {r[C.REGION_ID]: r for _, r in rows.iterrows()}
     out = []
     for rid in ids:
         r = found.get(rid)
-        out.append({C.REGION_ID: rid, E.MODEL_NAME: name, E.MODEL_VERSION: v,
-                    E.RUN_ID: None if r is None else r[E.RUN_ID],
-                    E.EMBEDDING: None if r is None else np.asarray(r[E.EMBEDDING], dtype=np.float32)})
+        out.append(
+            {
+                C.REGION_ID: rid,
+                E.MODEL_NAME: name,
+                E.MODEL_VERSION: v,
+                E.RUN_ID: None if r is None else r[E.RUN_ID],
+                E.EMBEDDING: None if r is None else np.asarray(r[E.EMBEDDING], dtype=np.float32),
+            }
+        )
     return pd.DataFrame(out, columns=[C.REGION_ID, E.MODEL_NAME, E.MODEL_VERSION, E.RUN_ID, E.EMBEDDING])
 
 
@@ -69,11 +82,18 @@ def regions_of_points(spark: SparkSession, cfg, points: Sequence[tuple[float, fl
         f"{POINT_INDEX} int, {LAT} double, {LON} double",
     ).withColumn("_pt", F.expr(f"ST_Point({LON}, {LAT})"))
     regions = tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(
-        C.REGION_ID, F.expr(f"ST_GeomFromWKB({C.GEOMETRY_WKB})").alias("_geom"))
-    hits = pts.alias("p").join(regions.alias("r"), F.expr("ST_Intersects(r._geom, p._pt)"), "inner").select(
-        POINT_INDEX, C.REGION_ID)
-    first = hits.withColumn("_k", F.row_number().over(Window.partitionBy(POINT_INDEX).orderBy(C.REGION_ID))) \
-        .where("_k = 1").drop("_k")
+        C.REGION_ID, F.expr(f"ST_GeomFromWKB({C.GEOMETRY_WKB})").alias("_geom")
+    )
+    hits = (
+        pts.alias("p")
+        .join(regions.alias("r"), F.expr("ST_Intersects(r._geom, p._pt)"), "inner")
+        .select(POINT_INDEX, C.REGION_ID)
+    )
+    first = (
+        hits.withColumn("_k", F.row_number().over(Window.partitionBy(POINT_INDEX).orderBy(C.REGION_ID)))
+        .where("_k = 1")
+        .drop("_k")
+    )
     return pts.drop("_pt").join(first, POINT_INDEX, "left")
 
 
@@ -88,8 +108,10 @@ def lookup_points(
     """One row per (lat, lon) point, in order: lat, lon, region_id, model_name, model_version,
     run_id, embedding (None outside every region)."""
     if cfg.regions.kind == "ids":
-        raise ConfigError(f"config {cfg.name}: regions are known by id only (regions.kind: ids), so points cannot "
-                          "be located; look regions up with --region <id>")
+        raise ConfigError(
+            f"config {cfg.name}: regions are known by id only (regions.kind: ids), so points cannot "
+            "be located; look regions up with --region <id>"
+        )
     name, v = resolve(cfg, model_name, alias, version)
     located = regions_of_points(spark, cfg, points)
     emb = E.read_embeddings(spark, cfg, name, v).select(C.REGION_ID, E.RUN_ID, E.EMBEDDING)

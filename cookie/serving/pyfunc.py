@@ -37,13 +37,14 @@ class RegionEmbeddingModel(mlflow.pyfunc.PythonModel):
         self.batch_size = batch_size
         self._embedder = None
 
-    def load_context(self, context) -> None:  # noqa: ANN001 (mlflow's PythonModelContext)
+    def load_context(self, context) -> None:
         from cookie.serving.embedder import Embedder
 
-        self._embedder = Embedder.from_files(context.artifacts[MODEL_ARTIFACT], context.artifacts[STATS_ARTIFACT],
-                                             self.batch_size)
+        self._embedder = Embedder.from_files(
+            context.artifacts[MODEL_ARTIFACT], context.artifacts[STATS_ARTIFACT], self.batch_size
+        )
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001
+    def predict(self, context, model_input, params=None):
         import pandas as pd
 
         if self._embedder is None:
@@ -73,8 +74,9 @@ def cookie_code_path() -> str:
     return str(Path(cookie.__file__).resolve().parent)
 
 
-def log_pyfunc(model: Any, stats: Any, workdir: str | os.PathLike[str], pip_requirements: list[str],
-               batch_size: int = 8192) -> Any:
+def log_pyfunc(
+    model: Any, stats: Any, workdir: str | os.PathLike[str], pip_requirements: list[str], batch_size: int = 8192
+) -> Any:
     """Log the pyfunc (model file + preprocessing statistics + cookie code) into the active run."""
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)

@@ -172,8 +172,9 @@ def read_delta(
     return dt.to_pandas(columns=list(columns) if columns is not None else None, filters=filters or None)
 
 
-def _read_catalog(cfg: Any, full_name: str, columns: Sequence[str] | None,
-                  filters: list[tuple[str, str, Any]] | None) -> pd.DataFrame:
+def _read_catalog(
+    cfg: Any, full_name: str, columns: Sequence[str] | None, filters: list[tuple[str, str, Any]] | None
+) -> pd.DataFrame:
     from cookie.spark import build_session, settings_for  # only for Unity Catalog tables
 
     spark = build_session(settings_for(cfg, "evaluate"))
@@ -290,7 +291,9 @@ class EmbeddingRows:
             return self.X
         if name in self.blocks:
             return self.blocks[name]
-        raise ConfigError(f"evaluation.embedding_column: no column {name!r}; have 'embedding' and blocks {sorted(self.blocks)}")
+        raise ConfigError(
+            f"evaluation.embedding_column: no column {name!r}; have 'embedding' and blocks {sorted(self.blocks)}"
+        )
 
 
 def _stack(col: pd.Series) -> np.ndarray:

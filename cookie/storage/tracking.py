@@ -48,11 +48,13 @@ def tracking_uri(cfg: Any = None, explicit: str | None = None) -> str:
     ``sqlite:///<repo>/mlflow.db``; a relative sqlite path is made absolute against the config's ``base_dir``
     (else every working directory, and every torchrun child, gets a store of its own)."""
     base = Path(getattr(cfg, "base_dir", ".") or ".").resolve()
-    uri = explicit or getattr(getattr(cfg, "train", None), "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = (
+        explicit or getattr(getattr(cfg, "train", None), "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    )
     if not uri:
         return f"sqlite:///{base / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+        return f"sqlite:///{(base / uri[len('sqlite:///') :]).resolve()}"
     return uri
 
 
@@ -96,7 +98,7 @@ def configure(cfg) -> tuple[str, str]:
 def _local_store_dir(uri: str) -> Path | None:
     """Folder of a local sqlite database or file store, where artefacts go by default."""
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).parent
+        return Path(uri[len("sqlite:///") :]).parent
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return Path(parsed.path).parent
@@ -132,8 +134,11 @@ def flatten(prefix: str, obj: Any, out: dict[str, str] | None = None) -> dict[st
 
 
 #: Keys whose values are never logged or saved: anything that looks like a credential.
-SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api[_.-]?key|access[_.-]?key|private[_.-]?key|sas|"
-                        r"auth)", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(secret|password|passwd|token|credential|api[_.-]?key|access[_.-]?key|private[_.-]?key|sas|"
+    r"auth)",
+    re.IGNORECASE,
+)
 REDACTED = "***"
 
 
@@ -151,8 +156,10 @@ def redact(obj: Any, key: str = "") -> Any:
     """A copy of a config mapping (``cfg.model_dump(mode="json")``) safe to log: values of secret-looking keys
     replaced by ``***``, credentials in URIs removed. Used wherever a config is logged or saved."""
     if isinstance(obj, dict):
-        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v, str(k)))
-                for k, v in obj.items()}
+        return {
+            k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v, str(k)))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [redact(v, key) for v in obj]
     if isinstance(obj, str) and "://" in obj:
@@ -162,8 +169,12 @@ def redact(obj: Any, key: str = "") -> Any:
 
 def run_params(cfg, model_config: Any, stats: Any, num_processes: int) -> dict[str, str]:
     """What a run trains: config name, model and train sections, views and their preprocessing (redacted)."""
-    params = {"config": cfg.name, "views": json.dumps([v.name for v in stats.views]),
-              "n_regions": str(stats.n_regions), "num_processes": str(num_processes)}
+    params = {
+        "config": cfg.name,
+        "views": json.dumps([v.name for v in stats.views]),
+        "n_regions": str(stats.n_regions),
+        "num_processes": str(num_processes),
+    }
     flatten("model", model_config.model_dump(mode="json"), params)
     train = redact(cfg.train.model_dump(mode="json"))
     train.pop("pip_requirements", None)
@@ -360,7 +371,9 @@ def log_evaluation(
             mlflow_client.set_model_version_tag(ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}{k}", repr(v))
         mlflow_client.set_model_version_tag(ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}run_id", rid)
         if primary_metric:
-            mlflow_client.set_model_version_tag(ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}primary_metric", primary_metric)
+            mlflow_client.set_model_version_tag(
+                ref.name, str(ref.version), f"{EVAL_TAG_PREFIX}primary_metric", primary_metric
+            )
     if log_to_training_run and ref.run_id:
         try:
             batch = [Metric(f"{EVAL_TAG_PREFIX}{k}", v, now, 0) for k, v in fm.items()]

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from cookie.evaluation import protocols as P
+
 from published import published_records
 
 pytestmark = pytest.mark.shared_data

@@ -15,16 +15,27 @@ REPO = Path(__file__).resolve().parents[2]
 def test_evaluation_config_validation():
     from cookie.config.evaluation import EvaluationConfig
 
-    ok = EvaluationConfig.model_validate({
-        "primary_metric": "crime.ridge_kfold.R2",
-        "tasks": [{"name": "crime", "label": "crime", "columns": ["crime_count"], "protocol": "ridge_kfold",
-                   "options": {"n_splits": 5}}],
-    })
+    ok = EvaluationConfig.model_validate(
+        {
+            "primary_metric": "crime.ridge_kfold.R2",
+            "tasks": [
+                {
+                    "name": "crime",
+                    "label": "crime",
+                    "columns": ["crime_count"],
+                    "protocol": "ridge_kfold",
+                    "options": {"n_splits": 5},
+                }
+            ],
+        }
+    )
     assert ok.direction() == "max" and ok.tasks[0].table == "label_crime"
     bad = [
         {"primary_metric": "crime.R2"},  # not task.protocol.metric
-        {"primary_metric": "x.ridge_kfold.R2",
-         "tasks": [{"name": "crime", "label": "crime", "columns": ["c"], "protocol": "ridge_kfold"}]},
+        {
+            "primary_metric": "x.ridge_kfold.R2",
+            "tasks": [{"name": "crime", "label": "crime", "columns": ["c"], "protocol": "ridge_kfold"}],
+        },
         {"tasks": [{"name": "c", "label": "c", "columns": ["c"], "protocol": "ridge_kfold", "options": {"seeds": 3}}]},
         {"tasks": [{"name": "c", "label": "c", "columns": ["a", "b"], "protocol": "rf_split"}]},
         {"tasks": [{"name": "c", "label": "c", "columns": ["c"], "protocol": "spatial_block"}]},  # needs blocks
@@ -52,8 +63,11 @@ def test_project_configs_have_valid_evaluation_sections():
 
 
 def test_set_overrides_and_model_section_validated_at_load(tmp_path):
-    cfg = load_config(REPO / "conf" / "manhattan180.yaml", base_dir=str(REPO),
-                      overrides=["model.method=gfactorcl", "model.tau=0.2", "views.0.transform=log1p"])
+    cfg = load_config(
+        REPO / "conf" / "manhattan180.yaml",
+        base_dir=str(REPO),
+        overrides=["model.method=gfactorcl", "model.tau=0.2", "views.0.transform=log1p"],
+    )
     assert cfg.model.method == "gfactorcl" and cfg.model.tau == 0.2 and cfg.views[0].transform == "log1p"
     assert cfg.dataset == "manhattan180"  # one feature set serves every model
     with pytest.raises(ConfigError, match="model.methd"):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cookie import constants as C
-from cookie.storage import delta as tables
 from cookie.config import load_config
 from cookie.etl.job import build_features
+from cookie.storage import delta as tables
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,15 +33,19 @@ def test_manhattan180(spark, shared_data, tmp_path, monkeypatch):
     assert abs(regions[C.AREA_KM2].sum() - 51.3) < 0.5  # PROVENANCE: total ~51.3 km2
     poi = table(spark, cfg, "view_poi")
     raw = np.load(shared_data / "nyc-manhattan-180" / "hafusion" / "poi_dist.npy")
-    np.testing.assert_array_equal(poi.loc[[str(i) for i in range(180)], [f"poi_{j:03d}" for j in range(26)]].to_numpy(), raw)
+    np.testing.assert_array_equal(
+        poi.loc[[str(i) for i in range(180)], [f"poi_{j:03d}" for j in range(26)]].to_numpy(), raw
+    )
     mob = table(spark, cfg, "view_mobility")
     od = np.load(shared_data / "nyc-manhattan-180" / "hrep" / "mobility_adj.npy")[0]
     order = [str(i) for i in range(180)]
     assert np.allclose(mob.loc[order, "outflow"].to_numpy(), od.sum(1))
     assert np.allclose(mob.loc[order, "inflow"].to_numpy(), od.sum(0))
     crime = table(spark, cfg, "label_crime")
-    assert crime.loc[order, "crime_count"].to_numpy().tolist() == np.load(
-        shared_data / "nyc-manhattan-180" / "hrep" / "crime_counts.npy")[:, 0].tolist()
+    assert (
+        crime.loc[order, "crime_count"].to_numpy().tolist()
+        == np.load(shared_data / "nyc-manhattan-180" / "hrep" / "crime_counts.npy")[:, 0].tolist()
+    )
 
 
 @pytest.mark.slow
@@ -68,10 +72,22 @@ def test_projected_tracts_with_crs_match_wgs84(spark, shared_data):
     from cookie.etl.regions import regions_from_file
 
     d = shared_data / "nyc-census-tracts-2325"
-    a = regions_from_file(spark, FileRegions(kind="file", path="x", id_column="BoroCT2020"),
-                          str(d / "tracts_wgs84.geojson")).df.select(C.REGION_ID, C.AREA_KM2).toPandas()
-    b = regions_from_file(spark, FileRegions(kind="file", path="x", id_column="BoroCT2020", crs="EPSG:32118"),
-                          str(d / "tracts_epsg32118.geojson")).df.select(C.REGION_ID, C.AREA_KM2).toPandas()
+    a = (
+        regions_from_file(
+            spark, FileRegions(kind="file", path="x", id_column="BoroCT2020"), str(d / "tracts_wgs84.geojson")
+        )
+        .df.select(C.REGION_ID, C.AREA_KM2)
+        .toPandas()
+    )
+    b = (
+        regions_from_file(
+            spark,
+            FileRegions(kind="file", path="x", id_column="BoroCT2020", crs="EPSG:32118"),
+            str(d / "tracts_epsg32118.geojson"),
+        )
+        .df.select(C.REGION_ID, C.AREA_KM2)
+        .toPandas()
+    )
     m = a.merge(b, on=C.REGION_ID)
     assert len(m) == 2325
     np.testing.assert_allclose(m[f"{C.AREA_KM2}_x"], m[f"{C.AREA_KM2}_y"], rtol=1e-3)

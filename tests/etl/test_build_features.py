@@ -13,10 +13,10 @@ import yaml
 from deltalake import DeltaTable
 
 from cookie import constants as C
-from cookie.storage import delta as tables
 from cookie.config import ConfigError, load_config
 from cookie.etl.job import build_features
 from cookie.etl.sources.vector import InputError
+from cookie.storage import delta as tables
 
 X0, Y0, D = 10.0, 50.0, 0.01  # four 0.01-degree squares: a b / c d
 
@@ -36,8 +36,14 @@ def write_json(path: Path, obj) -> str:
 
 def region_features():
     cells = {"a": (X0, Y0 + D), "b": (X0 + D, Y0 + D), "c": (X0, Y0), "d": (X0 + D, Y0)}
-    return [{"type": "Feature", "properties": {"rid": k, "name": k.upper()},
-             "geometry": {"type": "Polygon", "coordinates": square(*xy)}} for k, xy in cells.items()]
+    return [
+        {
+            "type": "Feature",
+            "properties": {"rid": k, "name": k.upper()},
+            "geometry": {"type": "Polygon", "coordinates": square(*xy)},
+        }
+        for k, xy in cells.items()
+    ]
 
 
 def write_raster(spark, path: Path) -> None:
@@ -55,23 +61,59 @@ def inputs(tmp_path_factory, spark):
     d = tmp_path_factory.mktemp("inputs")
     write_json(d / "regions.geojson", feature_collection(region_features()))
     # POIs: a: 3 food + 1 shop, b: 1 shop, c: none, d: 2 food; 2 points outside every region
-    pois = [(0.2, 1.2, "food"), (0.3, 1.3, "food"), (0.4, 1.4, "food"), (0.5, 1.5, "shop"),
-            (1.5, 1.5, "shop"), (1.2, 0.2, "food"), (1.3, 0.3, "food"), (5, 5, "food"), (-3, 0, "shop")]
-    pd.DataFrame({"lon": [X0 + x * D for x, _, _ in pois], "lat": [Y0 + y * D for _, y, _ in pois],
-                  "kind": [k for _, _, k in pois]}).to_csv(d / "pois.csv", index=False)
-    roads = [{"type": "Feature", "properties": {"cls": "primary"},
-              "geometry": {"type": "LineString", "coordinates": [[X0 - D / 2, Y0 + D / 2], [X0 + 2.5 * D, Y0 + D / 2]]}},
-             {"type": "Feature", "properties": {"cls": "footway"},
-              "geometry": {"type": "LineString", "coordinates": [[X0 + D / 2, Y0 + 0.1 * D], [X0 + D / 2, Y0 + 1.9 * D]]}}]
+    pois = [
+        (0.2, 1.2, "food"),
+        (0.3, 1.3, "food"),
+        (0.4, 1.4, "food"),
+        (0.5, 1.5, "shop"),
+        (1.5, 1.5, "shop"),
+        (1.2, 0.2, "food"),
+        (1.3, 0.3, "food"),
+        (5, 5, "food"),
+        (-3, 0, "shop"),
+    ]
+    pd.DataFrame(
+        {
+            "lon": [X0 + x * D for x, _, _ in pois],
+            "lat": [Y0 + y * D for _, y, _ in pois],
+            "kind": [k for _, _, k in pois],
+        }
+    ).to_csv(d / "pois.csv", index=False)
+    roads = [
+        {
+            "type": "Feature",
+            "properties": {"cls": "primary"},
+            "geometry": {"type": "LineString", "coordinates": [[X0 - D / 2, Y0 + D / 2], [X0 + 2.5 * D, Y0 + D / 2]]},
+        },
+        {
+            "type": "Feature",
+            "properties": {"cls": "footway"},
+            "geometry": {"type": "LineString", "coordinates": [[X0 + D / 2, Y0 + 0.1 * D], [X0 + D / 2, Y0 + 1.9 * D]]},
+        },
+    ]
     write_json(d / "roads.geojson", feature_collection(roads))
-    blds = [{"type": "Feature", "properties": {"b": "house"},
-             "geometry": {"type": "Polygon", "coordinates": square(X0 + 0.1 * D, Y0 + 1.1 * D, 0.5 * D)}},
-            {"type": "Feature", "properties": {"b": "office"},
-             "geometry": {"type": "Polygon", "coordinates": square(X0 + 0.8 * D, Y0 + 0.2 * D, 0.4 * D)}}]
+    blds = [
+        {
+            "type": "Feature",
+            "properties": {"b": "house"},
+            "geometry": {"type": "Polygon", "coordinates": square(X0 + 0.1 * D, Y0 + 1.1 * D, 0.5 * D)},
+        },
+        {
+            "type": "Feature",
+            "properties": {"b": "office"},
+            "geometry": {"type": "Polygon", "coordinates": square(X0 + 0.8 * D, Y0 + 0.2 * D, 0.4 * D)},
+        },
+    ]
     write_json(d / "buildings.geojson", feature_collection(blds))
-    pd.DataFrame({"olon": [X0 + 0.5 * D, X0 + 1.5 * D, X0 + 0.5 * D], "olat": [Y0 + 1.5 * D] * 3,
-                  "dlon": [X0 + 1.5 * D, X0 + 0.5 * D, X0 + 0.5 * D], "dlat": [Y0 + 0.5 * D, Y0 + 1.5 * D, Y0 + 0.5 * D],
-                  "n": [10, 4, 1]}).to_csv(d / "trips.csv", index=False)
+    pd.DataFrame(
+        {
+            "olon": [X0 + 0.5 * D, X0 + 1.5 * D, X0 + 0.5 * D],
+            "olat": [Y0 + 1.5 * D] * 3,
+            "dlon": [X0 + 1.5 * D, X0 + 0.5 * D, X0 + 0.5 * D],
+            "dlat": [Y0 + 0.5 * D, Y0 + 1.5 * D, Y0 + 0.5 * D],
+            "n": [10, 4, 1],
+        }
+    ).to_csv(d / "trips.csv", index=False)
     emb = np.arange(12, dtype=float).reshape(4, 3)
     emb[2] = np.nan
     np.save(d / "emb.npy", emb)
@@ -87,8 +129,15 @@ def base_config(d: Path) -> dict:
             "pois": {"kind": "vector", "path": "pois.csv", "lon_column": "lon", "lat_column": "lat"},
             "roads": {"kind": "vector", "path": "roads.geojson"},
             "buildings": {"kind": "vector", "path": "buildings.geojson"},
-            "trips": {"kind": "trips", "path": "trips.csv", "origin_lon": "olon", "origin_lat": "olat",
-                      "destination_lon": "dlon", "destination_lat": "dlat", "count_column": "n"},
+            "trips": {
+                "kind": "trips",
+                "path": "trips.csv",
+                "origin_lon": "olon",
+                "origin_lat": "olat",
+                "destination_lon": "dlon",
+                "destination_lat": "dlat",
+                "count_column": "n",
+            },
             "emb": {"kind": "array", "path": "emb.npy"},
             "elev": {"kind": "raster", "path": "elev.tif"},
         },
@@ -121,7 +170,8 @@ def built(spark, inputs):
     cfg = load_config(write_config(inputs, raw), base_dir=str(inputs))
     # vectors keyed 0..3 do not match region ids a..d: use a table source instead
     pd.DataFrame({"rid": list("abcd"), "e0": [0.0, 3, np.nan, 9], "e1": [1.0, 4, np.nan, 10]}).to_csv(
-        inputs / "emb.csv", index=False)
+        inputs / "emb.csv", index=False
+    )
     raw["sources"]["emb_tab"] = {"kind": "table", "path": "emb.csv", "id_column": "rid"}
     raw["views"].append({"name": "image", "kind": "vectors", "source": "emb_tab"})
     raw["views"][0]["context"] = ["adjacency", "flows"]  # poi: neighbours' POIs over touching squares and trips
@@ -134,8 +184,16 @@ def built(spark, inputs):
 def test_every_region_has_a_row_in_every_table(spark, built):
     cfg, report = built
     names = {t.table for t in report.tables}
-    assert names == {"regions", "view_poi", "view_roads", "view_buildings", "view_mobility", "view_elevation",
-                     "view_image", "label_built_up"}
+    assert names == {
+        "regions",
+        "view_poi",
+        "view_roads",
+        "view_buildings",
+        "view_mobility",
+        "view_elevation",
+        "view_image",
+        "label_built_up",
+    }
     for t in names - {"regions"}:
         df = frame(spark, cfg, t)
         assert list(df.index) == ["a", "b", "c", "d"], t
@@ -187,7 +245,11 @@ def test_flows(spark, built):
     assert df["inflow"].tolist() == [4, 0, 1, 10]
     assert df["self_flow"].tolist() == [0, 0, 0, 0]  # a->c is not a self-loop
     assert [c for c in df.columns if c.startswith(("out_svd", "in_svd"))] == [
-        "out_svd_00", "out_svd_01", "in_svd_00", "in_svd_01"]
+        "out_svd_00",
+        "out_svd_01",
+        "in_svd_00",
+        "in_svd_01",
+    ]
 
 
 def test_raster_zonal_stats(spark, built):
@@ -282,18 +344,21 @@ def _expect_error(spark, inputs, built, mutate, match, error=InputError):
 def test_missing_file(spark, inputs, built):
     def m(raw, d):
         raw["sources"]["pois"]["path"] = "nowhere.csv"
+
     _expect_error(spark, inputs, built, m, r"nowhere\.csv")
 
 
 def test_misnamed_column(spark, inputs, built):
     def m(raw, d):
         raw["views"][0]["category_column"] = "kindd"
+
     _expect_error(spark, inputs, built, m, r"category column 'kindd' not found")
 
 
 def test_missing_lon_column(spark, inputs, built):
     def m(raw, d):
         raw["sources"]["pois"]["lon_column"] = "x"
+
     _expect_error(spark, inputs, built, m, r"pois\.csv: column 'x' not found")
 
 
@@ -303,18 +368,21 @@ def test_duplicate_region_ids(spark, inputs, built):
         feats[1]["properties"]["rid"] = "a"
         write_json(d / "dup.geojson", feature_collection(feats))
         raw["regions"]["path"] = "dup.geojson"
+
     _expect_error(spark, inputs, built, m, r"duplicate region ids in column 'rid': \['a'\]")
 
 
 def test_missing_id_column(spark, inputs, built):
     def m(raw, d):
         raw["regions"]["id_column"] = "region"
+
     _expect_error(spark, inputs, built, m, r"regions\.geojson: id column 'region' not found")
 
 
 def test_unknown_crs(spark, inputs, built):
     def m(raw, d):
         raw["regions"]["crs"] = "EPSG:999999"
+
     _expect_error(spark, inputs, built, m, r"unknown CRS 'EPSG:999999'")
 
 
@@ -325,6 +393,7 @@ def test_projected_coordinates_without_crs(spark, inputs, built):
             f["geometry"]["coordinates"] = [[[x * 1e5, y * 1e5] for x, y in f["geometry"]["coordinates"][0]]]
         write_json(d / "proj.geojson", feature_collection(feats))
         raw["regions"]["path"] = "proj.geojson"
+
     _expect_error(spark, inputs, built, m, r"proj\.geojson: .*not lon/lat.*set 'crs'")
 
 
@@ -332,6 +401,7 @@ def test_empty_view(spark, inputs, built):
     def m(raw, d):
         pd.DataFrame({"lon": [0.0], "lat": [0.0], "kind": ["food"]}).to_csv(d / "far.csv", index=False)
         raw["sources"]["pois"]["path"] = "far.csv"
+
     _expect_error(spark, inputs, built, m, r"view poi: empty")
 
 
@@ -354,8 +424,9 @@ def test_invalid_and_empty_geometries_are_repaired_or_rejected_and_counted(spark
     got = rep.df.toPandas().set_index(C.REGION_ID)
     assert sorted(got.index) == ["a", "b", "bow", "c", "d"]
     assert got.loc["bow", C.AREA_KM2] > 0
-    rej = regions_from_file(spark, FileRegions(kind="file", path="x", id_column="rid", invalid="reject"),
-                            str(inputs / "messy.parquet"))
+    rej = regions_from_file(
+        spark, FileRegions(kind="file", path="x", id_column="rid", invalid="reject"), str(inputs / "messy.parquet")
+    )
     assert rej.stats["invalid_rejected"] == 1 and rej.df.count() == 4
 
 

@@ -9,8 +9,16 @@ import pandas as pd
 import pytest
 
 from cookie import constants as C
-from cookie.etl.context import (DST, SRC, WEIGHT, adjacency_edges, context_column, flow_edges, neighbour_mean,
-                                with_context)
+from cookie.etl.context import (
+    DST,
+    SRC,
+    WEIGHT,
+    adjacency_edges,
+    context_column,
+    flow_edges,
+    neighbour_mean,
+    with_context,
+)
 from cookie.etl.features.common import PRESENT, ViewResult
 
 N = 3  # 3x3 unit squares, region "r<row><col>", row-major
@@ -18,10 +26,14 @@ IDS = [f"r{i}{j}" for i in range(N) for j in range(N)]
 
 
 def grid_regions(spark):
-    rows = [(f"r{i}{j}", f"POLYGON(({j} {i}, {j + 1} {i}, {j + 1} {i + 1}, {j} {i + 1}, {j} {i}))")
-            for i in range(N) for j in range(N)]
+    rows = [
+        (f"r{i}{j}", f"POLYGON(({j} {i}, {j + 1} {i}, {j + 1} {i + 1}, {j} {i + 1}, {j} {i}))")
+        for i in range(N)
+        for j in range(N)
+    ]
     return spark.createDataFrame(rows, f"{C.REGION_ID} string, wkt string").selectExpr(
-        C.REGION_ID, f"ST_GeomFromWKT(wkt) AS {C.GEOMETRY}")
+        C.REGION_ID, f"ST_GeomFromWKT(wkt) AS {C.GEOMETRY}"
+    )
 
 
 def queen_adjacency() -> np.ndarray:
@@ -106,21 +118,28 @@ def test_flow_graph_is_symmetric_row_normalised_without_self_loops(spark, grid):
     rng = np.random.default_rng(1)
     od = rng.integers(0, 4, size=(N * N, N * N)).astype(float)
     o, d = np.nonzero(od)
-    od_df = spark.createDataFrame(pd.DataFrame({C.ORIGIN_REGION: [IDS[i] for i in o],
-                                                C.DESTINATION_REGION: [IDS[j] for j in d], C.TRIPS: od[o, d]}))
+    od_df = spark.createDataFrame(
+        pd.DataFrame(
+            {C.ORIGIN_REGION: [IDS[i] for i in o], C.DESTINATION_REGION: [IDS[j] for j in d], C.TRIPS: od[o, d]}
+        )
+    )
     edges = flow_edges(od_df)
     W = od + od.T
     np.fill_diagonal(W, 0.0)
     np.testing.assert_allclose(as_matrix(edges.toPandas()), W)
-    res = with_context(ViewResult(view_frame(spark, X, present), ["f0", "f1"]),
-                       {"adjacency": adjacency_edges(grid_regions(spark)), "flows": edges})
+    res = with_context(
+        ViewResult(view_frame(spark, X, present), ["f0", "f1"]),
+        {"adjacency": adjacency_edges(grid_regions(spark)), "flows": edges},
+    )
     assert res.feature_names == ["f0", "f1", "ctx_adj__f0", "ctx_adj__f1", "ctx_flows__f0", "ctx_flows__f1"]
     out = res.df.toPandas().set_index(C.REGION_ID).loc[IDS]
     assert list(out.columns) == res.feature_names + [PRESENT]
-    np.testing.assert_allclose(out[["ctx_flows__f0", "ctx_flows__f1"]].to_numpy(), numpy_neighbour_mean(X, W, present),
-                               rtol=1e-12)
-    np.testing.assert_allclose(out[["ctx_adj__f0", "ctx_adj__f1"]].to_numpy(),
-                               numpy_neighbour_mean(X, queen_adjacency(), present), rtol=1e-12)
+    np.testing.assert_allclose(
+        out[["ctx_flows__f0", "ctx_flows__f1"]].to_numpy(), numpy_neighbour_mean(X, W, present), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        out[["ctx_adj__f0", "ctx_adj__f1"]].to_numpy(), numpy_neighbour_mean(X, queen_adjacency(), present), rtol=1e-12
+    )
     assert context_column("flows", "f0") == "ctx_flows__f0"
 
 
@@ -131,8 +150,11 @@ def test_manhattan180_adjacency_equals_hrep_neighbours(spark, shared_data):
     from cookie.etl.regions import regions_from_file
 
     root = shared_data / "nyc-manhattan-180"
-    regions = regions_from_file(spark, FileRegions(kind="file", path="x", format="shapefile", id_column="region_id"),
-                                str(root / "mgfn" / "mh-180")).df
+    regions = regions_from_file(
+        spark,
+        FileRegions(kind="file", path="x", format="shapefile", id_column="region_id"),
+        str(root / "mgfn" / "mh-180"),
+    ).df
     edges = adjacency_edges(regions).toPandas()
     A = np.zeros((180, 180), dtype=bool)
     A[edges[SRC].astype(int), edges[DST].astype(int)] = True

@@ -18,8 +18,14 @@ from cookie.storage import delta as tables
 
 
 def ids_config(d: Path, regions: dict, views: list[dict], sources: dict) -> dict:
-    return {"name": "ids", "output": {"warehouse": str(d / "warehouse")}, "sources": sources,
-            "regions": regions, "views": views, "base_dir": str(d)}
+    return {
+        "name": "ids",
+        "output": {"warehouse": str(d / "warehouse")},
+        "sources": sources,
+        "regions": regions,
+        "views": views,
+        "base_dir": str(d),
+    }
 
 
 def read(cfg, table):
@@ -39,9 +45,12 @@ def arrays(tmp_path_factory):
 
 def test_regions_by_id_only(spark, arrays):
     d, a, b = arrays
-    raw = ids_config(d, {"kind": "ids", "source": "a"},
-                     [{"name": "va", "kind": "vectors", "source": "a"}, {"name": "vb", "kind": "vectors", "source": "b"}],
-                     {"a": {"kind": "array", "path": "a.npy"}, "b": {"kind": "array", "path": "b.npy"}})
+    raw = ids_config(
+        d,
+        {"kind": "ids", "source": "a"},
+        [{"name": "va", "kind": "vectors", "source": "a"}, {"name": "vb", "kind": "vectors", "source": "b"}],
+        {"a": {"kind": "array", "path": "a.npy"}, "b": {"kind": "array", "path": "b.npy"}},
+    )
     cfg = Config.model_validate(raw)
     report = build_features(spark, cfg)
     assert {t.table: t.rows for t in report.tables} == {"regions": 5, "view_va": 5, "view_vb": 5}
@@ -61,16 +70,31 @@ def test_regions_by_id_only(spark, arrays):
     assert list(read(cfg2, "regions").index) == ["0", "1", "2", "3", "4"]
 
 
-@pytest.mark.parametrize("view, match", [
-    ({"name": "shops", "kind": "points", "source": "pts"}, r"views\[1\] \(shops\): a points view needs region polygons"),
-    ({"name": "vb", "kind": "vectors", "source": "b", "context": ["adjacency"]},
-     r"views\[1\] \(vb\)\.context: 'adjacency' needs region polygons"),
-])
+@pytest.mark.parametrize(
+    "view, match",
+    [
+        (
+            {"name": "shops", "kind": "points", "source": "pts"},
+            r"views\[1\] \(shops\): a points view needs region polygons",
+        ),
+        (
+            {"name": "vb", "kind": "vectors", "source": "b", "context": ["adjacency"]},
+            r"views\[1\] \(vb\)\.context: 'adjacency' needs region polygons",
+        ),
+    ],
+)
 def test_ids_only_refuses_polygon_views_at_load(arrays, view, match):
     d, _, _ = arrays
-    raw = ids_config(d, {"kind": "ids", "count": 5}, [{"name": "va", "kind": "vectors", "source": "a"}, view],
-                     {"a": {"kind": "array", "path": "a.npy"}, "b": {"kind": "array", "path": "b.npy"},
-                      "pts": {"kind": "vector", "path": "p.csv", "lon_column": "x", "lat_column": "y"}})
+    raw = ids_config(
+        d,
+        {"kind": "ids", "count": 5},
+        [{"name": "va", "kind": "vectors", "source": "a"}, view],
+        {
+            "a": {"kind": "array", "path": "a.npy"},
+            "b": {"kind": "array", "path": "b.npy"},
+            "pts": {"kind": "vector", "path": "p.csv", "lon_column": "x", "lat_column": "y"},
+        },
+    )
     p = d / "bad.yaml"
     p.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=match):
@@ -83,10 +107,14 @@ def test_context_flows_view_is_validated(arrays):
     base = [{"name": "va", "kind": "vectors", "source": "a", "context": ["flows"]}]
     for views, match in (
         (base, r"views\[0\] \(va\)\.context: 'flows' needs the OD graph of a flows view: the config has none"),
-        ([{**base[0], "context_flows_view": "vb"}, {"name": "vb", "kind": "vectors", "source": "a"}],
-         r"context_flows_view: 'vb' is not a flows view"),
-        (base + [{"name": "m1", "kind": "flows", "source": "od"}, {"name": "m2", "kind": "flows", "source": "od"}],
-         r"set context_flows_view to one of \['m1', 'm2'\]"),
+        (
+            [{**base[0], "context_flows_view": "vb"}, {"name": "vb", "kind": "vectors", "source": "a"}],
+            r"context_flows_view: 'vb' is not a flows view",
+        ),
+        (
+            base + [{"name": "m1", "kind": "flows", "source": "od"}, {"name": "m2", "kind": "flows", "source": "od"}],
+            r"set context_flows_view to one of \['m1', 'm2'\]",
+        ),
     ):
         p = d / "ctx.yaml"
         p.write_text(yaml.safe_dump(ids_config(d, {"kind": "ids", "count": 5}, views, sources)))
@@ -99,10 +127,15 @@ def test_flows_context_over_ids_only_regions(spark, arrays):
     od = np.zeros((5, 5))
     od[0, 1], od[1, 2], od[2, 2], od[4, 0] = 3, 1, 7, 2
     np.save(d / "od.npy", od)
-    raw = ids_config(d, {"kind": "ids", "source": "a"},
-                     [{"name": "va", "kind": "vectors", "source": "a", "context": ["flows"]},
-                      {"name": "mob", "kind": "flows", "source": "od", "flow_method": "rows"}],
-                     {"a": {"kind": "array", "path": "a.npy"}, "od": {"kind": "array", "path": "od.npy"}})
+    raw = ids_config(
+        d,
+        {"kind": "ids", "source": "a"},
+        [
+            {"name": "va", "kind": "vectors", "source": "a", "context": ["flows"]},
+            {"name": "mob", "kind": "flows", "source": "od", "flow_method": "rows"},
+        ],
+        {"a": {"kind": "array", "path": "a.npy"}, "od": {"kind": "array", "path": "od.npy"}},
+    )
     raw["name"] = "ids_flows"
     cfg = Config.model_validate(raw)
     build_features(spark, cfg)
@@ -120,8 +153,12 @@ def test_wide_vectors_view(spark, tmp_path):
     X = rng.normal(size=(2000, 1024))
     X[7, 1000] = np.nan  # one bad row: counted, zeros, not present
     np.save(tmp_path / "wide.npy", X)
-    raw = ids_config(tmp_path, {"kind": "ids", "count": 2000}, [{"name": "wide", "kind": "vectors", "source": "w"}],
-                     {"w": {"kind": "array", "path": "wide.npy"}})
+    raw = ids_config(
+        tmp_path,
+        {"kind": "ids", "count": 2000},
+        [{"name": "wide", "kind": "vectors", "source": "w"}],
+        {"w": {"kind": "array", "path": "wide.npy"}},
+    )
     raw["name"] = "wide"
     cfg = Config.model_validate(raw)
     report = build_features(spark, cfg)
@@ -143,8 +180,11 @@ def test_only_names_must_be_views_or_labels():
     cfg = load_config(Path(__file__).resolve().parents[2] / "conf" / "manhattan180.yaml")
     check_only(cfg, None)
     check_only(cfg, ["poi", "crime"])
-    with pytest.raises(ConfigError, match=r"--only: unknown view/label name\(s\) \['pio'\].*valid names: mobility, poi, "
-                                          r"landuse, crime"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--only: unknown view/label name\(s\) \['pio'\].*valid names: mobility, poi, "
+        r"landuse, crime",
+    ):
         build_features(None, cfg, only=["pio"])  # type: ignore[arg-type]  # refused before Spark is touched
     with pytest.raises(ConfigError, match="valid names"):
         check_only(cfg, [])

@@ -20,7 +20,8 @@ SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 
 def tiny_config(d: Path) -> Path:
     pd.DataFrame({"lon": [10.002, 10.004, 10.012], "lat": [50.002, 50.003, 50.004], "kind": ["a", "b", "a"]}).to_csv(
-        d / "pois.csv", index=False)
+        d / "pois.csv", index=False
+    )
     cfg = {
         "name": "submit",
         "output": {"warehouse": str(d / "warehouse")},
@@ -45,8 +46,20 @@ def run(cmd, **kw):
 def test_spark_submit_as_documented(tmp_path):
     cfg = tiny_config(tmp_path)
     ivy = os.environ.get("COOKIE_IVY_DIR", str(REPO / ".ivy2"))
-    res = run([str(SPARK_SUBMIT), "--master", "local[2]", "--packages", packages_argument(),
-               "--conf", f"spark.jars.ivy={ivy}", "jobs/build_features.py", "--config", str(cfg)])
+    res = run(
+        [
+            str(SPARK_SUBMIT),
+            "--master",
+            "local[2]",
+            "--packages",
+            packages_argument(),
+            "--conf",
+            f"spark.jars.ivy={ivy}",
+            "jobs/build_features.py",
+            "--config",
+            str(cfg),
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "view_poi" in res.stdout
     df = DeltaTable(str(tmp_path / "warehouse" / "submit" / "view_poi")).to_pandas()

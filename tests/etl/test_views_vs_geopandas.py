@@ -46,14 +46,18 @@ def regions(spark):
     cfg = H3Regions(kind="h3", resolution=9, bbox=BBOX)
     df = regions_h3(bbox_area(spark, BBOX), cfg).df.cache()
     pdf = df.selectExpr(C.REGION_ID, f"ST_AsBinary({C.GEOMETRY}) AS wkb", C.AREA_KM2).toPandas()
-    geoms = gpd.GeoDataFrame(pdf[[C.REGION_ID, C.AREA_KM2]], geometry=shapely.from_wkb([bytes(b) for b in pdf["wkb"]]), crs=4326)
+    geoms = gpd.GeoDataFrame(
+        pdf[[C.REGION_ID, C.AREA_KM2]], geometry=shapely.from_wkb([bytes(b) for b in pdf["wkb"]]), crs=4326
+    )
     assert 5 <= len(geoms) <= 40
     return df, geoms.sort_values(C.REGION_ID).reset_index(drop=True)
 
 
 def read_layer(spark, folder, layer):
-    return spark.read.format("geoparquet").load(str(folder / f"{layer}.parquet")).selectExpr(
-        "osm_id AS feature_id", f"category AS {C.CATEGORY}", C.GEOMETRY
+    return (
+        spark.read.format("geoparquet")
+        .load(str(folder / f"{layer}.parquet"))
+        .selectExpr("osm_id AS feature_id", f"category AS {C.CATEGORY}", C.GEOMETRY)
     )
 
 

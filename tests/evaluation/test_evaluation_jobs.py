@@ -59,27 +59,43 @@ def world(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     order = rng.permutation(N)  # tables are written in a scrambled row order on purpose
 
-    regions = pd.DataFrame({
-        "region_id": ids, "area_km2": 1.0,
-        "centroid_lon": [(i % 6 + 0.5) * 0.01 for i in range(N)],
-        "centroid_lat": [(i // 6 + 0.5) * 0.01 for i in range(N)],
-        "geometry_wkb": [_square_wkb(i) for i in range(N)],
-    }).iloc[order]
+    regions = pd.DataFrame(
+        {
+            "region_id": ids,
+            "area_km2": 1.0,
+            "centroid_lon": [(i % 6 + 0.5) * 0.01 for i in range(N)],
+            "centroid_lat": [(i // 6 + 0.5) * 0.01 for i in range(N)],
+            "geometry_wkb": [_square_wkb(i) for i in range(N)],
+        }
+    ).iloc[order]
     write_deltalake(str(wh / "regions"), regions)
     crime = np.maximum(0, 100 + 30 * z[:, 0] - 20 * z[:, 1] + 5 * rng.normal(size=N))
     present = np.ones(N, dtype=bool)
     present[[7, 33]] = False  # two regions without the label
-    write_deltalake(str(wh / "label_crime"),
-                    pd.DataFrame({"region_id": ids, "crime_count": crime, "_present": present}).iloc[order])
+    write_deltalake(
+        str(wh / "label_crime"), pd.DataFrame({"region_id": ids, "crime_count": crime, "_present": present}).iloc[order]
+    )
     district = (z[:, 2] > 0).astype(int) + 2 * (z[:, 0] > 0).astype(int)
-    write_deltalake(str(wh / "label_district"),
-                    pd.DataFrame({"region_id": ids, "community_district": district.astype(float), "_present": True}))
+    write_deltalake(
+        str(wh / "label_district"),
+        pd.DataFrame({"region_id": ids, "community_district": district.astype(float), "_present": True}),
+    )
     logits = np.stack([z[:, 0], z[:, 1], -z[:, 0] - z[:, 1]], axis=1)
     shares = np.exp(logits) / np.exp(logits).sum(1, keepdims=True) * 0.8  # rows sum to 0.8: normalised by the task
     shares[5] = 0.0  # a region without land use: dropped by normalise_rows
-    write_deltalake(str(wh / "label_landuse"), pd.DataFrame({
-        "region_id": ids, "share_a": shares[:, 0], "share_b": shares[:, 1], "share_c": shares[:, 2],
-        "share_total": shares.sum(1), "_present": shares.sum(1) > 0}))
+    write_deltalake(
+        str(wh / "label_landuse"),
+        pd.DataFrame(
+            {
+                "region_id": ids,
+                "share_a": shares[:, 0],
+                "share_b": shares[:, 1],
+                "share_c": shares[:, 2],
+                "share_total": shares.sum(1),
+                "_present": shares.sum(1) > 0,
+            }
+        ),
+    )
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(f"""
 name: tiny
@@ -88,10 +104,10 @@ sources:
 regions: {{kind: file, path: unused.geojson, id_column: region_id}}
 views:
   - {{name: a, kind: vectors, source: s}}
-output: {{warehouse: {tmp_path / 'wh'}}}
+output: {{warehouse: {tmp_path / "wh"}}}
 evaluation:
   primary_metric: crime.ridge_kfold.R2
-  report_dir: {tmp_path / 'reports'}
+  report_dir: {tmp_path / "reports"}
   tasks:
     - {{name: crime, label: crime, columns: [crime_count], protocol: ridge_kfold, options: {{n_splits: 5}}}}
     - {{name: crime, label: crime, columns: [crime_count], protocol: ridge_kfold_repeated, options: {{n_splits: 5, seeds: 3}}}}
@@ -120,15 +136,23 @@ evaluation:
         mlflow.set_experiment("cookie-tiny")
         with mlflow.start_run() as run:
             mlflow.log_param("quality", quality)
-            info = mlflow.pyfunc.log_model(name="model", python_model=Identity(), pip_requirements=[],
-                                           registered_model_name="cookie_tiny")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=Identity(), pip_requirements=[], registered_model_name="cookie_tiny"
+            )
         version = int(info.registered_model_version)
         emb = _embedding(quality, seed)
-        rows = pd.DataFrame({
-            "region_id": ids, "model_name": "cookie_tiny", "model_version": np.int32(version),
-            "run_id": run.info.run_id, "created_at": pd.Timestamp.now(tz="UTC"),
-            "embedding": list(emb), "unique_a": list(emb[:, :4]), "shared_a__b": list(emb[:, 4:]),
-        }).iloc[order]
+        rows = pd.DataFrame(
+            {
+                "region_id": ids,
+                "model_name": "cookie_tiny",
+                "model_version": np.int32(version),
+                "run_id": run.info.run_id,
+                "created_at": pd.Timestamp.now(tz="UTC"),
+                "embedding": list(emb),
+                "unique_a": list(emb[:, :4]),
+                "shared_a__b": list(emb[:, 4:]),
+            }
+        ).iloc[order]
         write_deltalake(str(wh / "embeddings"), rows, mode="append")
         if alias:
             MlflowClient(uri, uri).set_registered_model_alias("cookie_tiny", alias, str(version))
@@ -149,7 +173,7 @@ def test_evaluate_job_end_to_end(world, capsys):
     v = world["register"](quality=0.3, seed=10)
     assert _cli("evaluate", "--config", world["cfg"]) == 0
     printed = capsys.readouterr().out
-    summary = json.loads(printed[printed.index("{\n"):])
+    summary = json.loads(printed[printed.index("{\n") :])
     assert summary["version"] == v and summary["report"].endswith("report.md")
     client = _client(world["uri"])
 
@@ -163,7 +187,11 @@ def test_evaluate_job_end_to_end(world, capsys):
     assert direct["R2"] > 0.5
     assert "eval.crime.ridge_kfold_repeated.R2_std" in mv.tags
     assert "eval.district.kmeans.NMI" in mv.tags and "eval.crime.spatial_block.R2" in mv.tags
-    assert {"eval.landuse.landuse_mlp.KL", "eval.landuse.landuse_mlp.cosine", "eval.landuse.dominant_class.accuracy"} <= set(mv.tags)
+    assert {
+        "eval.landuse.landuse_mlp.KL",
+        "eval.landuse.landuse_mlp.cosine",
+        "eval.landuse.dominant_class.accuracy",
+    } <= set(mv.tags)
     assert float(mv.tags["eval.landuse.landuse_mlp.cosine"]) > 0.5
 
     # the evaluation run: tagged with the model, carries every metric and the report artefacts
@@ -172,8 +200,12 @@ def test_evaluate_job_end_to_end(world, capsys):
     assert eval_run.data.tags["cookie.model_version"] == str(v)
     assert eval_run.data.metrics["crime.ridge_kfold.R2"] == pytest.approx(direct["R2"], abs=1e-9)
     arts = {a.path for a in client.list_artifacts(eval_run.info.run_id, "report")}
-    assert {"report/report.md", "report/metrics.json", "report/map_crime.ridge_kfold.png",
-            "report/map_embedding_pca_rgb.png"} <= arts
+    assert {
+        "report/report.md",
+        "report/metrics.json",
+        "report/map_crime.ridge_kfold.png",
+        "report/map_embedding_pca_rgb.png",
+    } <= arts
     # ... and the training run got them too
     train_run = client.get_run(mv.run_id)
     assert train_run.data.metrics["eval.crime.ridge_kfold.R2"] == pytest.approx(direct["R2"], abs=1e-9)
@@ -185,11 +217,18 @@ def test_report_and_maps_written(world):
 
     world["register"](quality=0.3, seed=10)
     cfg = load_config(world["cfg"])
-    out = evaluate_version(cfg, version=1, mlflow_client=_client(world["uri"]), log=False,
-                           report_dir=world["tmp"] / "rep")
+    out = evaluate_version(
+        cfg, version=1, mlflow_client=_client(world["uri"]), log=False, report_dir=world["tmp"] / "rep"
+    )
     files = sorted(p.name for p in (world["tmp"] / "rep").iterdir())
-    assert files == ["map_crime.ridge_kfold.png", "map_crime.ridge_kfold_repeated.png",
-                     "map_crime.spatial_block.png", "map_embedding_pca_rgb.png", "metrics.json", "report.md"]
+    assert files == [
+        "map_crime.ridge_kfold.png",
+        "map_crime.ridge_kfold_repeated.png",
+        "map_crime.spatial_block.png",
+        "map_embedding_pca_rgb.png",
+        "metrics.json",
+        "report.md",
+    ]
     for f in files:
         if f.endswith(".png"):
             data = (world["tmp"] / "rep" / f).read_bytes()
@@ -200,8 +239,9 @@ def test_report_and_maps_written(world):
     assert json.loads((world["tmp"] / "rep" / "metrics.json").read_text())["metrics"] == pytest.approx(out.metrics)
     # one block of the embedding can be evaluated alone
     cfg2 = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"embedding_column": "unique_a"})})
-    out2 = evaluate_version(cfg2, version=1, mlflow_client=_client(world["uri"]), log=False, maps=False,
-                            report_dir=world["tmp"] / "rep2")
+    out2 = evaluate_version(
+        cfg2, version=1, mlflow_client=_client(world["uri"]), log=False, maps=False, report_dir=world["tmp"] / "rep2"
+    )
     assert out2.metrics["crime.ridge_kfold.R2"] != pytest.approx(out.metrics["crime.ridge_kfold.R2"])
 
 
@@ -213,7 +253,7 @@ def _promote(world, *extra: str) -> dict:
     with contextlib.redirect_stdout(buf):
         assert _cli("promote", "--config", world["cfg"], *extra) == 0
     text = buf.getvalue()
-    return json.loads(text[text.index("{"): text.rindex("}") + 1])
+    return json.loads(text[text.index("{") : text.rindex("}") + 1])
 
 
 def test_promote_only_on_real_improvement(world):
@@ -317,10 +357,22 @@ def test_job_scripts_exit_codes(world):
     """The spark-submit entry points and ``python -m cookie`` are the same verbs with the same exit codes."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for argv in ([sys.executable, str(REPO / "jobs" / "evaluate.py")], [sys.executable, "-m", "cookie", "promote"]):
-        p = subprocess.run([*argv, "--config", str(world["cfg"])], capture_output=True, text=True, env=env,
-                           cwd=world["tmp"], timeout=300)
+        p = subprocess.run(
+            [*argv, "--config", str(world["cfg"])],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=world["tmp"],
+            timeout=300,
+        )
         assert p.returncode == 4, p.stderr[-2000:]
         assert p.stderr.strip().splitlines()[-1] == "error: registered model 'cookie_tiny' has no alias 'challenger'"
-    p = subprocess.run([sys.executable, str(REPO / "jobs" / "evaluate.py"), "--config", str(world["tmp"] / "nope.yaml")],
-                       capture_output=True, text=True, env=env, cwd=world["tmp"], timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "evaluate.py"), "--config", str(world["tmp"] / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=world["tmp"],
+        timeout=300,
+    )
     assert p.returncode == 2 and "config file not found" in p.stderr

@@ -23,8 +23,15 @@ IDS = [str(i) for i in range(N)]
 
 def _id_regions() -> pd.DataFrame:
     """The regions table of an ids-only config, as deltalake reads it back: null doubles and binaries."""
-    return pd.DataFrame({"region_id": IDS, "area_km2": np.nan, "centroid_lon": np.nan, "centroid_lat": np.nan,
-                         "geometry_wkb": [None] * N})
+    return pd.DataFrame(
+        {
+            "region_id": IDS,
+            "area_km2": np.nan,
+            "centroid_lon": np.nan,
+            "centroid_lat": np.nan,
+            "geometry_wkb": [None] * N,
+        }
+    )
 
 
 def _tasks() -> list[TaskConfig]:
@@ -97,20 +104,37 @@ def test_evaluate_ids_only_warehouse(tmp_path, caplog):
 
     X, lab = _data()
     wh = tmp_path / "wh" / "ids"
-    schema = pa.schema([("region_id", pa.string()), ("area_km2", pa.float64()), ("centroid_lon", pa.float64()),
-                        ("centroid_lat", pa.float64()), ("geometry_wkb", pa.binary())])
+    schema = pa.schema(
+        [
+            ("region_id", pa.string()),
+            ("area_km2", pa.float64()),
+            ("centroid_lon", pa.float64()),
+            ("centroid_lat", pa.float64()),
+            ("geometry_wkb", pa.binary()),
+        ]
+    )
     write_deltalake(str(wh / "regions"), pa.Table.from_pandas(_id_regions(), schema=schema, preserve_index=False))
     write_deltalake(str(wh / "label_y"), pd.DataFrame({"region_id": IDS, "y": lab.values, "_present": True}))
-    write_deltalake(str(wh / "embeddings"), pd.DataFrame({
-        "region_id": IDS, "model_name": "cookie_ids", "model_version": np.int32(1), "run_id": "r1",
-        "created_at": pd.Timestamp("2026-01-01", tz="UTC"), "embedding": list(X.astype(np.float32))}))
+    write_deltalake(
+        str(wh / "embeddings"),
+        pd.DataFrame(
+            {
+                "region_id": IDS,
+                "model_name": "cookie_ids",
+                "model_version": np.int32(1),
+                "run_id": "r1",
+                "created_at": pd.Timestamp("2026-01-01", tz="UTC"),
+                "embedding": list(X.astype(np.float32)),
+            }
+        ),
+    )
     cfg_path = tmp_path / "ids.yaml"
     cfg_path.write_text(f"""
 name: ids
 sources: {{s: {{kind: array, path: unused.npy}}}}
 regions: {{kind: ids, count: {N}}}
 views: [{{name: a, kind: vectors, source: s}}]
-output: {{warehouse: {tmp_path / 'wh'}}}
+output: {{warehouse: {tmp_path / "wh"}}}
 evaluation:
   primary_metric: y.ridge_kfold.R2
   tasks:

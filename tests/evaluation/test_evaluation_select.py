@@ -33,15 +33,32 @@ def warehouse(tmp_path):
     y = 50 + 12 * np.log1p(poi[:, 0]) + 10 * adj_m[:, 0] + rng.normal(scale=1.0, size=N)
     present = np.ones(N, dtype=bool)
     present[[4, 99]] = False
-    poi_t = pd.DataFrame({"region_id": ids, **{f"p{j}": poi[:, j] for j in range(4)},
-                          **{f"ctx_adj__p{j}": rng.gamma(1.0, 5.0, size=N) for j in range(4)}, "_present": present})
+    poi_t = pd.DataFrame(
+        {
+            "region_id": ids,
+            **{f"p{j}": poi[:, j] for j in range(4)},
+            **{f"ctx_adj__p{j}": rng.gamma(1.0, 5.0, size=N) for j in range(4)},
+            "_present": present,
+        }
+    )
     poi_t.loc[~present, [c for c in poi_t.columns if c.startswith(("p", "ctx"))]] = 0.0
     write_deltalake(str(wh / "view_poi"), poi_t)
-    write_deltalake(str(wh / "view_mob"), pd.DataFrame({
-        "region_id": ids, **{f"m{j}": m[:, j] for j in range(3)}, **{f"ctx_adj__m{j}": adj_m[:, j] for j in range(3)},
-        **{f"ctx_flows__m{j}": rng.normal(size=N) for j in range(3)}, "_present": True}))
-    write_deltalake(str(wh / "view_od"), pd.DataFrame({"region_id": ids, "out_0": rng.normal(size=N),
-                                                       "in_0": rng.normal(size=N), "_present": True}))
+    write_deltalake(
+        str(wh / "view_mob"),
+        pd.DataFrame(
+            {
+                "region_id": ids,
+                **{f"m{j}": m[:, j] for j in range(3)},
+                **{f"ctx_adj__m{j}": adj_m[:, j] for j in range(3)},
+                **{f"ctx_flows__m{j}": rng.normal(size=N) for j in range(3)},
+                "_present": True,
+            }
+        ),
+    )
+    write_deltalake(
+        str(wh / "view_od"),
+        pd.DataFrame({"region_id": ids, "out_0": rng.normal(size=N), "in_0": rng.normal(size=N), "_present": True}),
+    )
     lab = np.ones(N, dtype=bool)
     lab[7] = False
     write_deltalake(str(wh / "label_crime"), pd.DataFrame({"region_id": ids, "crime_count": y, "_present": lab}))
@@ -57,7 +74,7 @@ views:
   - {{name: poi, kind: vectors, source: s, context: [adjacency]}}
   - {{name: mob, kind: vectors, source: s, context: [adjacency, flows]}}
   - {{name: od, kind: flows, source: s}}
-output: {{warehouse: {tmp_path / 'wh'}}}
+output: {{warehouse: {tmp_path / "wh"}}}
 model: {{embed_dim: 16}}
 train: {{preprocess: {{poi: zscore}}}}
 evaluation:
@@ -113,8 +130,11 @@ def test_select_nested_estimate_beats_the_configured_setting(warehouse):
 
     report = select_settings(load_config(warehouse), warehouse, out=warehouse.parent / "x.yaml")
     poi_block = report.split("view poi")[1].split("view mob")[0]
-    rows = {line.split()[0]: float(line.split()[1]) for line in poi_block.splitlines()
-            if line.strip() and line.strip().split()[0].count("/") == 1 and len(line.split()) >= 3}
+    rows = {
+        line.split()[0]: float(line.split()[1])
+        for line in poi_block.splitlines()
+        if line.strip() and line.strip().split()[0].count("/") == 1 and len(line.split()) >= 3
+    }
     assert rows["counts/none"] > rows["zscore/adjacency"] + 0.05
     nested = float(poi_block.split("nested R2")[1].split()[0])
     assert nested > rows["zscore/adjacency"]
@@ -125,9 +145,21 @@ def test_select_rf_and_cli(warehouse, capsys):
     from cookie.cli import main
 
     out = warehouse.parent / "rf.yaml"
-    code = main(["select", "--config", str(warehouse), "--out", str(out),
-                 "--set", "evaluation.primary_metric=crime.rf_split.R2",
-                 "--set", "views.0.context=[]", "--set", "views.1.context=[adjacency]"])
+    code = main(
+        [
+            "select",
+            "--config",
+            str(warehouse),
+            "--out",
+            str(out),
+            "--set",
+            "evaluation.primary_metric=crime.rf_split.R2",
+            "--set",
+            "views.0.context=[]",
+            "--set",
+            "views.1.context=[adjacency]",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "RandomForestRegressor(15)" in printed and "seeds [1, 2]" in printed

@@ -109,7 +109,7 @@ def test_lookup_job_prints_the_vector(spark, trained, capsys):
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
     cfg_path = str(Path(cfg.warehouse_path()).parents[1] / "helsinki.yaml")
-    assert job.main(["--config", cfg_path, "--alias", "challenger", "--lat", "60.17", "--lon", "24.94"]) == 0
+    assert job.run_verb("lookup", ["--config", cfg_path, "--alias", "challenger", "--lat", "60.17", "--lon", "24.94"]) == 0
     out = capsys.readouterr().out
     assert f"{NAME} v{r.model_version}" in out and "norm" in out and "region 8a" in out
 

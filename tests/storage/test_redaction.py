@@ -18,10 +18,14 @@ def test_uri_credentials_are_removed() -> None:
 
 
 def test_config_dump_is_redacted() -> None:
-    cfg = load_config(REPO / "conf" / "helsinki.yaml", base_dir=str(REPO), overrides=[
-        "spark.conf={spark.hadoop.fs.s3a.secret.key: abc, spark.hadoop.fs.s3a.access.key: AKIA, spark.app.x: ok}",
-        "train.tracking_uri=https://alice:pw@mlflow.example.org",
-    ])
+    cfg = load_config(
+        REPO / "conf" / "helsinki.yaml",
+        base_dir=str(REPO),
+        overrides=[
+            "spark.conf={spark.hadoop.fs.s3a.secret.key: abc, spark.hadoop.fs.s3a.access.key: AKIA, spark.app.x: ok}",
+            "train.tracking_uri=https://alice:pw@mlflow.example.org",
+        ],
+    )
     out = redact(cfg.model_dump(mode="json"))
     text = repr(out)
     assert "abc" not in text and "AKIA" not in text and ":pw@" not in text

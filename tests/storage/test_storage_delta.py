@@ -29,16 +29,33 @@ def cfg(tmp_path):
 
     wh = tmp_path / "wh" / "t"
     ids = [str(i) for i in (10, 2, 1, 33)]
-    write_deltalake(str(wh / "label_lu"), pd.DataFrame({
-        "region_id": ids, "share_a": [0.2, 0.0, 0.5, np.nan], "share_b": [0.2, 0.0, 0.5, 0.1],
-        "share_total": [0.4, 0.0, 1.0, 0.1], "_present": [True, True, True, True]}))
+    write_deltalake(
+        str(wh / "label_lu"),
+        pd.DataFrame(
+            {
+                "region_id": ids,
+                "share_a": [0.2, 0.0, 0.5, np.nan],
+                "share_b": [0.2, 0.0, 0.5, 0.1],
+                "share_total": [0.4, 0.0, 1.0, 0.1],
+                "_present": [True, True, True, True],
+            }
+        ),
+    )
     write_deltalake(str(wh / "label_sub"), pd.DataFrame({"region_id": ids, "keep": [1, 1, 0, 1]}))
     rows = []
     for version, stamp, scale in ((1, "2026-01-01", 1.0), (2, "2026-01-01", 2.0), (2, "2026-02-01", 3.0)):
         for r in ids:
-            rows.append({"region_id": r, "model_name": "m", "model_version": np.int32(version), "run_id": f"r{version}",
-                         "created_at": pd.Timestamp(stamp, tz="UTC"), "embedding": np.full(3, scale * int(r)),
-                         "unique_a": np.full(2, scale)})
+            rows.append(
+                {
+                    "region_id": r,
+                    "model_name": "m",
+                    "model_version": np.int32(version),
+                    "run_id": f"r{version}",
+                    "created_at": pd.Timestamp(stamp, tz="UTC"),
+                    "embedding": np.full(3, scale * int(r)),
+                    "unique_a": np.full(2, scale),
+                }
+            )
     write_deltalake(str(wh / "embeddings"), pd.DataFrame(rows))
     return _Cfg(tmp_path / "wh")
 

@@ -94,8 +94,16 @@ def test_log_evaluation_and_version_score(store):
     assert T.version_score(mc, ref, "crime.ridge_kfold.R2") is None
     (tmp / "rep").mkdir()
     (tmp / "rep" / "report.md").write_text("# r")
-    eid = T.log_evaluation(mc, "cookie_tiny", None, ref, {"crime.ridge_kfold.R2": 0.7, "x.y.MAE": math.nan},
-                           params={"p": 1}, artifacts_dir=tmp / "rep", primary_metric="crime.ridge_kfold.R2")
+    eid = T.log_evaluation(
+        mc,
+        "cookie_tiny",
+        None,
+        ref,
+        {"crime.ridge_kfold.R2": 0.7, "x.y.MAE": math.nan},
+        params={"p": 1},
+        artifacts_dir=tmp / "rep",
+        primary_metric="crime.ridge_kfold.R2",
+    )
     run = mc.get_run(eid)
     assert run.data.tags["cookie.kind"] == "evaluation" and run.data.metrics == {"crime.ridge_kfold.R2": 0.7}
     assert run.info.experiment_id == mc.get_experiment_by_name("cookie_tiny").experiment_id

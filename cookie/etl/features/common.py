@@ -71,9 +71,7 @@ def pivot_wide(long: DataFrame, value: str, categories: list[str], names: list[s
 
 def complete(regions: DataFrame, features: DataFrame, names: list[str]) -> DataFrame:
     """Every region gets a row; missing values become 0 and ``_present`` says who had data."""
-    joined = regions.select(C.REGION_ID).join(
-        features.withColumn(PRESENT, F.lit(True)), on=C.REGION_ID, how="left"
-    )
+    joined = regions.select(C.REGION_ID).join(features.withColumn(PRESENT, F.lit(True)), on=C.REGION_ID, how="left")
     return joined.select(
         C.REGION_ID,
         *[F.coalesce(F.col(n).cast("double"), F.lit(0.0)).alias(n) for n in names],

@@ -49,9 +49,7 @@ def _index(regions: DataFrame) -> DataFrame:
     """A dense 0..N-1 index in region-id order (stable across runs)."""
     from pyspark.sql.window import Window
 
-    return regions.select(C.REGION_ID).withColumn(
-        "_idx", F.row_number().over(Window.orderBy(C.REGION_ID)) - 1
-    )
+    return regions.select(C.REGION_ID).withColumn("_idx", F.row_number().over(Window.orderBy(C.REGION_ID)) - 1)
 
 
 def od_features(
@@ -75,7 +73,10 @@ def od_features(
     idx = _index(regions)
     e = (
         edges.join(idx.withColumnRenamed(C.REGION_ID, C.ORIGIN_REGION).withColumnRenamed("_idx", "_o"), C.ORIGIN_REGION)
-        .join(idx.withColumnRenamed(C.REGION_ID, C.DESTINATION_REGION).withColumnRenamed("_idx", "_d"), C.DESTINATION_REGION)
+        .join(
+            idx.withColumnRenamed(C.REGION_ID, C.DESTINATION_REGION).withColumnRenamed("_idx", "_d"),
+            C.DESTINATION_REGION,
+        )
         .select("_o", "_d", F.log1p(F.col(C.TRIPS).cast("double")).alias("_v"))
     )
     if method == "rows":
@@ -108,8 +109,10 @@ def _svd_vectors(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, dim:
     from pyspark.mllib.linalg.distributed import IndexedRow, IndexedRowMatrix
 
     k = min(dim, max(n - 1, 1))
-    rows = e.rdd.map(lambda r: (r["_o"], (r["_d"], r["_v"]))).groupByKey().map(
-        lambda kv: IndexedRow(kv[0], Vectors.sparse(n, sorted(kv[1])))
+    rows = (
+        e.rdd.map(lambda r: (r["_o"], (r["_d"], r["_v"])))
+        .groupByKey()
+        .map(lambda kv: IndexedRow(kv[0], Vectors.sparse(n, sorted(kv[1]))))
     )
     mat = IndexedRowMatrix(rows, numRows=n, numCols=n)
     svd = mat.computeSVD(k, computeU=True)
@@ -118,15 +121,17 @@ def _svd_vectors(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, dim:
     signs = np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
     signs[signs == 0] = 1.0
     v_s = v * signs * s
-    u_rows = svd.U.rows.map(
-        lambda r: (int(r.index), [float(x) for x in (np.asarray(r.vector.toArray()) * signs * s)])
-    )
+    u_rows = svd.U.rows.map(lambda r: (int(r.index), [float(x) for x in (np.asarray(r.vector.toArray()) * signs * s)]))
     out_names = [f"out_svd_{i:02d}" for i in range(dim)]
     in_names = [f"in_svd_{i:02d}" for i in range(dim)]
     pad = dim - len(s)
-    schema_u = T.StructType([T.StructField("_idx", T.LongType())] + [T.StructField(c, T.DoubleType()) for c in out_names])
+    schema_u = T.StructType(
+        [T.StructField("_idx", T.LongType())] + [T.StructField(c, T.DoubleType()) for c in out_names]
+    )
     u_df = spark.createDataFrame(u_rows.map(lambda t: [t[0]] + t[1] + [0.0] * pad), schema_u)
-    schema_v = T.StructType([T.StructField("_idx", T.LongType())] + [T.StructField(c, T.DoubleType()) for c in in_names])
+    schema_v = T.StructType(
+        [T.StructField("_idx", T.LongType())] + [T.StructField(c, T.DoubleType()) for c in in_names]
+    )
     v_df = spark.createDataFrame([[i] + [float(x) for x in v_s[i]] + [0.0] * pad for i in range(n)], schema_v)
     vec = idx.join(u_df, "_idx", "left").join(v_df, "_idx", "left").drop("_idx")
     return vec, out_names + in_names

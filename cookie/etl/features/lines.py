@@ -6,7 +6,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories, row_sum
+from cookie.etl.features.common import (
+    ViewResult,
+    complete,
+    feature_columns,
+    pivot_wide,
+    region_join,
+    resolve_categories,
+    row_sum,
+)
 
 
 def road_lengths(
@@ -19,9 +27,7 @@ def road_lengths(
     """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part)."""
     cats, ls = resolve_categories(lines, categories, max_categories, other)
     hits = region_join(regions, ls.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects")
-    long = hits.withColumn(
-        "_km", F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0")
-    )
+    long = hits.withColumn("_km", F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0"))
     names = feature_columns("km", cats)
     wide = pivot_wide(long, "_km", cats, names)
     out = complete(regions, wide, names)

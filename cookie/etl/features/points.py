@@ -6,7 +6,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories, row_sum
+from cookie.etl.features.common import (
+    ViewResult,
+    complete,
+    feature_columns,
+    pivot_wide,
+    region_join,
+    resolve_categories,
+    row_sum,
+)
 
 FEATURE_ID = "feature_id"
 

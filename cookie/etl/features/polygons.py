@@ -11,8 +11,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
+from cookie.etl.features.common import (
+    ViewResult,
+    complete,
+    feature_columns,
+    pivot_wide,
+    region_join,
+    resolve_categories,
+)
 from cookie.etl.geodesy import area_m2
-from cookie.etl.features.common import ViewResult, complete, feature_columns, pivot_wide, region_join, resolve_categories
 
 FEATURE_ID = "feature_id"
 
@@ -28,21 +35,29 @@ def polygon_cover(
     """``polygons``: feature_id, category, geometry (valid or repairable polygons)."""
     polys = polygons.withColumn(
         C.GEOMETRY,
-        F.expr(f"CASE WHEN ST_IsValid({C.GEOMETRY}) THEN {C.GEOMETRY} "
-               f"ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"),
+        F.expr(
+            f"CASE WHEN ST_IsValid({C.GEOMETRY}) THEN {C.GEOMETRY} "
+            f"ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"
+        ),
     ).where(F.expr(f"NOT ST_IsEmpty({C.GEOMETRY})"))
     cats, ps = resolve_categories(polys, categories, max_categories, other)
     hits = region_join(regions, ps.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects").withColumn(
         "_part", F.expr(f"ST_CollectionExtract(ST_Intersection(_region_geom, {C.GEOMETRY}), 3)")
     )
-    area_by_class = hits.groupBy(C.REGION_ID, C.CATEGORY, C.AREA_KM2).agg(
-        F.expr("ST_Union_Aggr(_part)").alias("_u")
-    ).withColumn("_m2", F.expr(area_m2("_u"))).withColumn("_share", F.least(F.col("_m2") / (F.col(C.AREA_KM2) * 1e6), F.lit(1.0)))
+    area_by_class = (
+        hits.groupBy(C.REGION_ID, C.CATEGORY, C.AREA_KM2)
+        .agg(F.expr("ST_Union_Aggr(_part)").alias("_u"))
+        .withColumn("_m2", F.expr(area_m2("_u")))
+        .withColumn("_share", F.least(F.col("_m2") / (F.col(C.AREA_KM2) * 1e6), F.lit(1.0)))
+    )
     share_names = feature_columns("share", cats)
     wide = pivot_wide(area_by_class, "_share", cats, share_names)
-    total = hits.groupBy(C.REGION_ID, C.AREA_KM2).agg(
-        F.expr("ST_Union_Aggr(_part)").alias("_u")
-    ).withColumn("_m2", F.expr(area_m2("_u"))).select(C.REGION_ID, F.least(F.col("_m2") / (F.col(C.AREA_KM2) * 1e6), F.lit(1.0)).alias("share_total"))
+    total = (
+        hits.groupBy(C.REGION_ID, C.AREA_KM2)
+        .agg(F.expr("ST_Union_Aggr(_part)").alias("_u"))
+        .withColumn("_m2", F.expr(area_m2("_u")))
+        .select(C.REGION_ID, F.least(F.col("_m2") / (F.col(C.AREA_KM2) * 1e6), F.lit(1.0)).alias("share_total"))
+    )
     wide = wide.join(total, C.REGION_ID, "outer")
     names = share_names + ["share_total"]
     if with_counts:
@@ -53,7 +68,9 @@ def polygon_cover(
         )
         r = regions.select(C.REGION_ID, F.col(C.GEOMETRY).alias("_rg"))
         owned = r.join(anchors, F.expr(f"ST_Intersects(_rg, {C.GEOMETRY})"))
-        owned = owned.groupBy(FEATURE_ID).agg(F.min(C.REGION_ID).alias(C.REGION_ID), F.first("_footprint").alias("_footprint"))
+        owned = owned.groupBy(FEATURE_ID).agg(
+            F.min(C.REGION_ID).alias(C.REGION_ID), F.first("_footprint").alias("_footprint")
+        )
         counts = owned.groupBy(C.REGION_ID).agg(
             F.count("*").cast("double").alias("count"), F.avg("_footprint").alias("mean_footprint_m2")
         )

@@ -36,9 +36,7 @@ def zonal_stats(
     cols = []
     for b in bands:
         for s in sorted(wanted):
-            cols.append(
-                F.expr(f"RS_ZonalStats(raster, _zone, {b}, '{s}', false, true, true)").alias(f"_{s}_{b}")
-            )
+            cols.append(F.expr(f"RS_ZonalStats(raster, _zone, {b}, '{s}', false, true, true)").alias(f"_{s}_{b}"))
     per_tile = hits.select(C.REGION_ID, "_file", *cols)
     aggs, names = [], []
     for b in bands:

@@ -30,12 +30,17 @@ def region_vectors(
         C.REGION_ID, *[F.col(c).cast("double").alias(c) for c in columns], any_missing(columns).alias("_bad")
     )
     ids = regions.select(C.REGION_ID).withColumn("_known", F.lit(True))
-    counts = flagged.select(C.REGION_ID, "_bad").join(ids, C.REGION_ID, "left").agg(
-        F.count("*").alias("rows"),
-        F.sum(F.col("_bad").cast("int")).alias("bad"),
-        F.sum((~F.col("_bad") & F.col("_known").isNull()).cast("int")).alias("unknown"),
-        (F.count("*") - F.countDistinct(C.REGION_ID)).alias("dups"),
-    ).first()
+    counts = (
+        flagged.select(C.REGION_ID, "_bad")
+        .join(ids, C.REGION_ID, "left")
+        .agg(
+            F.count("*").alias("rows"),
+            F.sum(F.col("_bad").cast("int")).alias("bad"),
+            F.sum((~F.col("_bad") & F.col("_known").isNull()).cast("int")).alias("unknown"),
+            (F.count("*") - F.countDistinct(C.REGION_ID)).alias("dups"),
+        )
+        .first()
+    )
     if counts["dups"]:
         dup = table.groupBy(C.REGION_ID).count().where("count > 1").limit(5).collect()
         raise InputError(f"{where}: duplicate region ids: {[r[0] for r in dup]}")
@@ -44,11 +49,18 @@ def region_vectors(
     # their place and are zeroed here instead; regions without a row get zeros from the left join.
     ok = F.col("_bad") == F.lit(False)  # null where the region has no row
     value = (lambda c: F.log1p(F.col(c))) if transform == "log1p" else F.col
-    out = regions.select(C.REGION_ID).join(flagged, C.REGION_ID, "left").select(
-        C.REGION_ID,
-        *[F.when(ok, F.coalesce(value(c), F.lit(0.0))).otherwise(F.lit(0.0)).alias(c) for c in columns],
-        F.coalesce(ok, F.lit(False)).alias(PRESENT),
+    out = (
+        regions.select(C.REGION_ID)
+        .join(flagged, C.REGION_ID, "left")
+        .select(
+            C.REGION_ID,
+            *[F.when(ok, F.coalesce(value(c), F.lit(0.0))).otherwise(F.lit(0.0)).alias(c) for c in columns],
+            F.coalesce(ok, F.lit(False)).alias(PRESENT),
+        )
     )
-    stats = {"input_rows": int(counts["rows"]), "missing_values_rows": int(counts["bad"] or 0),
-             "unknown_region_rows": int(counts["unknown"] or 0)}
+    stats = {
+        "input_rows": int(counts["rows"]),
+        "missing_values_rows": int(counts["bad"] or 0),
+        "unknown_region_rows": int(counts["unknown"] or 0),
+    }
     return ViewResult(out, list(columns), stats)

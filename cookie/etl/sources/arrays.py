@@ -66,8 +66,12 @@ def array_frame(spark: SparkSession, ids: list[str], arr: np.ndarray, names: lis
 
     if len(names) != arr.shape[1]:
         raise InputError(f"{len(names)} column names for {arr.shape[1]} array columns")
-    schema = T.StructType([T.StructField(C.REGION_ID, T.StringType(), False),
-                           T.StructField("_v", T.ArrayType(T.DoubleType(), True), False)])
+    schema = T.StructType(
+        [
+            T.StructField(C.REGION_ID, T.StringType(), False),
+            T.StructField("_v", T.ArrayType(T.DoubleType(), True), False),
+        ]
+    )
     rows = [(str(i), [float(x) for x in row]) for i, row in zip(ids, np.asarray(arr, dtype=float))]
     df = spark.createDataFrame(rows, schema)
     return df.select(C.REGION_ID, *[F.col("_v")[j].alias(n) for j, n in enumerate(names)])
@@ -80,11 +84,13 @@ def matrix_edges(spark: SparkSession, ids: list[str], arr: np.ndarray) -> DataFr
     o, d = np.nonzero(np.nan_to_num(arr))
     import pandas as pd
 
-    pdf = pd.DataFrame({
-        C.ORIGIN_REGION: [ids[i] for i in o],
-        C.DESTINATION_REGION: [ids[j] for j in d],
-        C.TRIPS: arr[o, d].astype(float),
-    })
+    pdf = pd.DataFrame(
+        {
+            C.ORIGIN_REGION: [ids[i] for i in o],
+            C.DESTINATION_REGION: [ids[j] for j in d],
+            C.TRIPS: arr[o, d].astype(float),
+        }
+    )
     return spark.createDataFrame(pdf)
 
 

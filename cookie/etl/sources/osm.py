@@ -23,16 +23,40 @@ import pyarrow.parquet as pq
 
 LAYERS = ("pois", "roads", "buildings", "landuse", "green")
 
-POI_KEYS = ("amenity", "shop", "tourism", "leisure", "office", "craft", "healthcare", "historic",
-            "public_transport", "sport")
+POI_KEYS = (
+    "amenity",
+    "shop",
+    "tourism",
+    "leisure",
+    "office",
+    "craft",
+    "healthcare",
+    "historic",
+    "public_transport",
+    "sport",
+)
 GREEN = {
     "leisure": {"park", "garden", "nature_reserve", "dog_park"},
-    "landuse": {"grass", "forest", "meadow", "recreation_ground", "village_green", "allotments",
-                "cemetery", "orchard", "flowerbed"},
+    "landuse": {
+        "grass",
+        "forest",
+        "meadow",
+        "recreation_ground",
+        "village_green",
+        "allotments",
+        "cemetery",
+        "orchard",
+        "flowerbed",
+    },
     "natural": {"wood", "scrub", "grassland", "heath", "wetland"},
 }
-LAYER_GEOMETRY = {"pois": "Point", "roads": "LineString", "buildings": "MultiPolygon",
-                  "landuse": "MultiPolygon", "green": "MultiPolygon"}
+LAYER_GEOMETRY = {
+    "pois": "Point",
+    "roads": "LineString",
+    "buildings": "MultiPolygon",
+    "landuse": "MultiPolygon",
+    "green": "MultiPolygon",
+}
 _BATCH = 50_000
 
 
@@ -57,9 +81,11 @@ class _LayerWriter:
     def __init__(self, path: Path, geometry_type: str):
         self.path = path
         self.rows: dict[str, list] = {"osm_id": [], "category": [], "geometry": []}
-        geo = {"version": "1.0.0", "primary_column": "geometry",
-               "columns": {"geometry": {"encoding": "WKB", "geometry_types": [geometry_type],
-                                        "crs": None}}}  # crs null means OGC:CRS84 (lon/lat)
+        geo = {
+            "version": "1.0.0",
+            "primary_column": "geometry",
+            "columns": {"geometry": {"encoding": "WKB", "geometry_types": [geometry_type], "crs": None}},
+        }  # crs null means OGC:CRS84 (lon/lat)
         self.schema = pa.schema(
             [("osm_id", pa.string()), ("category", pa.string()), ("geometry", pa.binary())],
             metadata={b"geo": json.dumps(geo).encode()},

@@ -18,8 +18,10 @@ def infer_format(path: str) -> str:
     p = path.lower().rstrip("/")
     if p.endswith((".geojson", ".json")):
         return "geojson"
-    if p.endswith((".parquet", ".geoparquet")) or os.path.isdir(path) and any(
-        f.endswith(".parquet") for f in os.listdir(path)
+    if (
+        p.endswith((".parquet", ".geoparquet"))
+        or os.path.isdir(path)
+        and any(f.endswith(".parquet") for f in os.listdir(path))
     ):
         return "geoparquet"
     if p.endswith(".shp") or os.path.isdir(path) and any(f.endswith(".shp") for f in os.listdir(path)):
