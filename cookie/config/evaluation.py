@@ -113,17 +113,17 @@ class TaskConfig(_Strict):
     protocol: Protocol
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the protocol")
     subset_column: str | None = Field(
-        None,
+        default=None,
         description="label column that must be true / 1 for a region to be evaluated (e.g. in_regiondcl_eval_subset)",
     )
-    subset_label: str | None = Field(None, description="label table holding subset_column (default: the task's own)")
+    subset_label: str | None = Field(default=None, description="label table holding subset_column (default: the task's own)")
     require_present: bool = Field(
-        True, description="evaluate only regions whose label row has _present = true (False: absent rows count as 0)"
+        default=True, description="evaluate only regions whose label row has _present = true (False: absent rows count as 0)"
     )
     normalise_rows: bool = Field(
-        False, description="distribution tasks: divide each row by its sum (rows summing to 0 are dropped)"
+        default=False, description="distribution tasks: divide each row by its sum (rows summing to 0 are dropped)"
     )
-    maps: bool = Field(True, description="draw a predicted-vs-actual map (regression tasks)")
+    maps: bool = Field(default=True, description="draw a predicted-vs-actual map (regression tasks)")
 
     @property
     def table(self) -> str:
@@ -178,24 +178,24 @@ class EvaluationConfig(_Strict):
 
     tasks: list[TaskConfig] = Field(default_factory=list)
     primary_metric: str | None = Field(
-        None, description="'<task>.<protocol>.<metric>' that decides promotion, e.g. 'crime.ridge_kfold.R2'"
+        default=None, description="'<task>.<protocol>.<metric>' that decides promotion, e.g. 'crime.ridge_kfold.R2'"
     )
     primary_direction: Literal["auto", "max", "min"] = "auto"
     min_improvement: float = Field(
-        0.0, ge=0.0, description="the challenger must beat the champion by more than this (strictly)"
+        default=0.0, ge=0.0, description="the challenger must beat the champion by more than this (strictly)"
     )
-    alias: str = Field("challenger", description="alias evaluated by default (and promoted by promote)")
+    alias: str = Field(default="challenger", description="alias evaluated by default (and promoted by promote)")
     champion_alias: str = "champion"
-    embeddings_table: str = Field("embeddings", description="Delta table written by the trainer")
-    embedding_column: str = Field("embedding", description="column evaluated (or one block column, e.g. unique_poi)")
-    report_dir: str = Field("reports", description="local folder for reports: <report_dir>/<config>/<model>/v<version>")
+    embeddings_table: str = Field(default="embeddings", description="Delta table written by the trainer")
+    embedding_column: str = Field(default="embedding", description="column evaluated (or one block column, e.g. unique_poi)")
+    report_dir: str = Field(default="reports", description="local folder for reports: <report_dir>/<config>/<model>/v<version>")
     region_order: Literal["natural", "lexicographic"] = Field(
-        "natural",
+        default="natural",
         description="row order of the unshuffled protocols: 'natural' sorts ids numerically when all are integers "
         "(Manhattan 0..179 as published), else as strings",
     )
-    maps: bool = Field(True, description="write PNG maps (regression predicted vs actual; embedding PCA as RGB)")
-    log_to_training_run: bool = Field(True, description="also log eval metrics onto the model version's training run")
+    maps: bool = Field(default=True, description="write PNG maps (regression predicted vs actual; embedding PCA as RGB)")
+    log_to_training_run: bool = Field(default=True, description="also log eval metrics onto the model version's training run")
 
     @field_validator("primary_metric")
     @classmethod

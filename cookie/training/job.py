@@ -213,13 +213,13 @@ def _record_new_run(spark, cfg, run: _Run, tables_: list[Any], base: str, model_
              {v.name: f"{len(v.features)} features, {v.kind}" for v in stats.views}, phase["stats_s"])
     ckpt.write_json(run.dir, "stats.json", stats.to_dict())
     ckpt.write_json(run.dir, "run.json", {"run_id": run.run_id, "config": cfg.name, "model": model_json,
-                                          "num_processes": n, "tracking_uri": t_uri})
+                                          "num_processes": n, "tracking_uri": registry.redact_uri(t_uri)})
     ckpt.mark_latest(base, model_key, run.run_id)
     mlflow.log_params(registry.run_params(cfg, model_config, stats, n))
     mlflow.set_tags({"cookie.config": cfg.name, "cookie.method": model_config.method,
                      "cookie.checkpoint_dir": str(run.dir)})
     mlflow.log_dict(stats.to_dict(), "preprocessing.json")
-    mlflow.log_dict(json.loads(cfg.model_dump_json()), "config.json")
+    mlflow.log_dict(registry.redact(json.loads(cfg.model_dump_json())), "config.json")  # no secrets in artifacts
 
 
 def _worker_spec(cfg, run: _Run, n: int, t_uri: str, resume: bool, stop: int | None, use_gpu: bool,
