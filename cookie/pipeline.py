@@ -49,15 +49,18 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
     with tempfile.TemporaryDirectory(prefix="cookie-model-") as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(type hints|input example|input_example).*")
         info = log_pyfunc(model, stats, tmp, tc.pip_requirements, tc.embed_batch_size)
-    reg = registry.register(info.model_uri, name, tags={"run_id": run_id, "config": cfg.name, "method": cfg.model.method})
+    reg = registry.register(
+        info.model_uri, name, tags={"run_id": run_id, "config": cfg.name, "method": cfg.model.method}
+    )
     timing["register_s"] = time.perf_counter() - t
     log.info("model registered: %s version %d (%.1f s)", name, reg.version, timing["register_s"])
     try:
         t = time.perf_counter()
         emb_version = E.write_embeddings(spark, cfg, model, stats, name, reg.version, run_id)
         timing["embeddings_s"] = time.perf_counter() - t
-        log.info("embeddings written: %s, Delta version %d (%.1f s)", E.location(cfg), emb_version,
-                 timing["embeddings_s"])
+        log.info(
+            "embeddings written: %s, Delta version %d (%.1f s)", E.location(cfg), emb_version, timing["embeddings_s"]
+        )
         registry.set_alias(name, tc.alias, reg.version)
         log.info("alias %s -> %s version %d", tc.alias, name, reg.version)
     except BaseException:

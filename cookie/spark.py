@@ -12,10 +12,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
 from cookie.exceptions import StackNotLoaded
+
+if TYPE_CHECKING:
+    from cookie.config import Config
 
 SPARK_MINOR = "4.0"
 SCALA = "2.13"
@@ -40,7 +44,7 @@ class SparkSettings:
     extra_conf: tuple[tuple[str, str], ...] = ()
 
 
-def settings_for(cfg, app: str, master: str | None = None) -> SparkSettings:
+def settings_for(cfg: Config, app: str, master: str | None = None) -> SparkSettings:
     """Session settings from a config's ``spark:`` section; ``master`` (e.g. a CLI flag) wins."""
     return SparkSettings(
         app_name=f"cookie-{app}-{cfg.name}",
@@ -149,6 +153,7 @@ def check_stack(spark: SparkSession) -> None:
         "or install them as cluster libraries on Databricks."
     )
     jvm = spark.sparkContext._jvm
+    assert jvm is not None  # the driver's py4j gateway
     for cls, jar in (
         ("org.apache.sedona.sql.SedonaSqlExtensions", SEDONA_PACKAGE),
         ("io.delta.sql.DeltaSparkSessionExtension", DELTA_PACKAGE if not on_databricks() else "Delta"),

@@ -116,9 +116,12 @@ class TaskConfig(_Strict):
         default=None,
         description="label column that must be true / 1 for a region to be evaluated (e.g. in_regiondcl_eval_subset)",
     )
-    subset_label: str | None = Field(default=None, description="label table holding subset_column (default: the task's own)")
+    subset_label: str | None = Field(
+        default=None, description="label table holding subset_column (default: the task's own)"
+    )
     require_present: bool = Field(
-        default=True, description="evaluate only regions whose label row has _present = true (False: absent rows count as 0)"
+        default=True,
+        description="evaluate only regions whose label row has _present = true (False: absent rows count as 0)",
     )
     normalise_rows: bool = Field(
         default=False, description="distribution tasks: divide each row by its sum (rows summing to 0 are dropped)"
@@ -187,15 +190,23 @@ class EvaluationConfig(_Strict):
     alias: str = Field(default="challenger", description="alias evaluated by default (and promoted by promote)")
     champion_alias: str = "champion"
     embeddings_table: str = Field(default="embeddings", description="Delta table written by the trainer")
-    embedding_column: str = Field(default="embedding", description="column evaluated (or one block column, e.g. unique_poi)")
-    report_dir: str = Field(default="reports", description="local folder for reports: <report_dir>/<config>/<model>/v<version>")
+    embedding_column: str = Field(
+        default="embedding", description="column evaluated (or one block column, e.g. unique_poi)"
+    )
+    report_dir: str = Field(
+        default="reports", description="local folder for reports: <report_dir>/<config>/<model>/v<version>"
+    )
     region_order: Literal["natural", "lexicographic"] = Field(
         default="natural",
         description="row order of the unshuffled protocols: 'natural' sorts ids numerically when all are integers "
         "(Manhattan 0..179 as published), else as strings",
     )
-    maps: bool = Field(default=True, description="write PNG maps (regression predicted vs actual; embedding PCA as RGB)")
-    log_to_training_run: bool = Field(default=True, description="also log eval metrics onto the model version's training run")
+    maps: bool = Field(
+        default=True, description="write PNG maps (regression predicted vs actual; embedding PCA as RGB)"
+    )
+    log_to_training_run: bool = Field(
+        default=True, description="also log eval metrics onto the model version's training run"
+    )
 
     @field_validator("primary_metric")
     @classmethod

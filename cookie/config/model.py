@@ -18,43 +18,46 @@ Augmentation = Literal["noise", "mask", "mixup", "identity"]
 LEARNED_METHODS: frozenset[str] = frozenset({"cookie", "gfactorcl", "intra_only", "pair_only"})
 
 
+def _default_augmentations() -> list[Augmentation]:
+    return ["noise", "mask"]
+
+
 class ModelConfig(BaseModel):
     """Hyper-parameters of one region model; defaults follow the method specification sections 2-3."""
 
     model_config = ConfigDict(extra="forbid")
 
     method: Method = "cookie"
-    embed_dim: int = Field(64, ge=1, description="d, width of every encoder output and head block")
-    hidden_dim: int = Field(256, ge=1, description="hidden width of the per-view MLP encoders")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    tau: float = Field(0.1, gt=0.0, description="InfoNCE temperature")
-    lambda_intra: float = Field(1.0, ge=0.0, description="weight of the intra-view terms kept in stage 2")
-    use_club: bool = Field(False, description="add the CLUB-style removal terms (and their critics)")
-    beta_club: float = Field(0.1, ge=0.0, description="weight of the CLUB removal terms")
-    augmentations: list[Augmentation] = Field(default_factory=lambda: ["noise", "mask"])
+    embed_dim: int = Field(default=64, ge=1, description="d, width of every encoder output and head block")
+    hidden_dim: int = Field(default=256, ge=1, description="hidden width of the per-view MLP encoders")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    tau: float = Field(default=0.1, gt=0.0, description="InfoNCE temperature")
+    lambda_intra: float = Field(default=1.0, ge=0.0, description="weight of the intra-view terms kept in stage 2")
+    use_club: bool = Field(default=False, description="add the CLUB-style removal terms (and their critics)")
+    beta_club: float = Field(default=0.1, ge=0.0, description="weight of the CLUB removal terms")
+    augmentations: list[Augmentation] = Field(default_factory=_default_augmentations)
     augment_mode: Literal["compose", "choose"] = Field(
-        "compose",
-        description="(ours) 'compose' applies every listed augmentation in order; "
-        "'choose' picks one of them per row",
+        default="compose",
+        description="(ours) 'compose' applies every listed augmentation in order; 'choose' picks one of them per row",
     )
     pair_augment: bool = Field(
-        True,
+        default=True,
         description="(ours) feed the pairwise objectives the augmented views x' of the intra terms; "
         "False is the literal NCE(s_ij^i(f_i(x_i)), s_ij^j(f_j(x_j))) on clean views, which memorises "
         "small data sets (Manhattan-180: pair_only R2 0.54/0.59 clean vs 0.65/0.73 augmented)",
     )
-    noise_sigma: float = Field(0.1, ge=0.0)
-    mask_prob: float = Field(0.2, ge=0.0, lt=1.0)
-    epochs_intra: int = Field(300, ge=0, description="stage-1 epochs (GFactorCL: joint epochs = intra + pair)")
-    epochs_pair: int = Field(300, ge=0, description="stage-2 epochs")
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    batch_size: int | None = Field(None, ge=2, description="rows per step; None = full batch")
+    noise_sigma: float = Field(default=0.1, ge=0.0)
+    mask_prob: float = Field(default=0.2, ge=0.0, lt=1.0)
+    epochs_intra: int = Field(default=300, ge=0, description="stage-1 epochs (GFactorCL: joint epochs = intra + pair)")
+    epochs_pair: int = Field(default=300, ge=0, description="stage-2 epochs")
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    batch_size: int | None = Field(default=None, ge=2, description="rows per step; None = full batch")
     seed: int = 0
-    single_view: str | None = Field(None, description="the view kept by method='single_view'")
+    single_view: str | None = Field(default=None, description="the view kept by method='single_view'")
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelConfig":
+    def _check(self) -> ModelConfig:
         if self.method == "single_view" and not self.single_view:
             raise ValueError("method='single_view' needs single_view=<view name>")
         if not self.augmentations:
@@ -83,9 +86,13 @@ def untrained_blocks(config: ModelConfig) -> str | None:
         if intra == 0 and pair == 0:
             return "method 'cookie' with epochs_intra: 0 and epochs_pair: 0 would register an untrained model"
         if pair == 0:
-            return ("method 'cookie' with epochs_pair: 0 leaves the shared heads untrained; "
-                    "set epochs_pair >= 1, or use method 'intra_only'")
+            return (
+                "method 'cookie' with epochs_pair: 0 leaves the shared heads untrained; "
+                "set epochs_pair >= 1, or use method 'intra_only'"
+            )
         if intra == 0 and config.lambda_intra == 0:
-            return ("method 'cookie' with epochs_intra: 0 and lambda_intra: 0 leaves the unique heads untrained; "
-                    "set epochs_intra >= 1 or lambda_intra > 0, or use method 'pair_only'")
+            return (
+                "method 'cookie' with epochs_intra: 0 and lambda_intra: 0 leaves the unique heads untrained; "
+                "set epochs_intra >= 1 or lambda_intra > 0, or use method 'pair_only'"
+            )
     return None

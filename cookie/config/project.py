@@ -181,7 +181,8 @@ class ViewConfig(_Strict):
         "of context_flows_view); columns ctx_<graph>__<feature>",
     )
     context_flows_view: str | None = Field(
-        default=None, description="flows view whose OD graph 'flows' context uses (default: the config's only flows view)"
+        default=None,
+        description="flows view whose OD graph 'flows' context uses (default: the config's only flows view)",
     )
 
     @field_validator("statistics")

@@ -30,46 +30,65 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # ---- TorchDistributor
-    num_processes: int = Field(2, ge=1, description="ranks (processes in local mode, Spark tasks otherwise)")
-    local_mode: bool = Field(True, description="TorchDistributor local_mode: torchrun on the driver")
-    use_gpu: bool | None = Field(None, description="None: use CUDA when the driver sees a GPU")
-    torch_threads: int = Field(1, ge=1, description="torch intra-op threads per rank")
+    num_processes: int = Field(default=2, ge=1, description="ranks (processes in local mode, Spark tasks otherwise)")
+    local_mode: bool = Field(default=True, description="TorchDistributor local_mode: torchrun on the driver")
+    use_gpu: bool | None = Field(default=None, description="None: use CUDA when the driver sees a GPU")
+    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per rank")
     # ---- checkpoints
-    checkpoint_dir: str = Field("checkpoints", description="folder (relative to the repo) of per-run checkpoints")
-    checkpoint_every: int = Field(
-        50, ge=1, description="epochs between checkpoints (the last epoch and a stop point always); "
-        "--resume continues from the newest one, bit-identically"
+    checkpoint_dir: str = Field(
+        default="checkpoints", description="folder (relative to the repo) of per-run checkpoints"
     )
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoint files kept per run")
+    checkpoint_every: int = Field(
+        default=50,
+        ge=1,
+        description="epochs between checkpoints (the last epoch and a stop point always); "
+        "--resume continues from the newest one, bit-identically",
+    )
+    keep_checkpoints: int = Field(default=2, ge=1, description="checkpoint files kept per run")
     stop_after_epochs: int | None = Field(
-        None, ge=1, description="stop (resumable) once this many epochs in total are done; for tests and drills"
+        default=None, ge=1, description="stop (resumable) once this many epochs in total are done; for tests and drills"
     )
     # ---- data
     preprocess: dict[str, PreprocessKind] = Field(
         default_factory=dict, description="per-view preprocessing override; views not listed use 'auto'"
     )
     nan_policy: Literal["raise", "zero"] = Field(
-        "raise", description="a NaN/inf in a present row: fail (default), or treat it as the mean (0 after z-score)"
+        default="raise",
+        description="a NaN/inf in a present row: fail (default), or treat it as the mean (0 after z-score)",
     )
     # ---- MLflow
-    tracking_uri: str | None = Field(None, description="None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db")
+    tracking_uri: str | None = Field(
+        default=None, description="None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db"
+    )
     registry_uri: str | None = None
-    experiment_name: str | None = Field(None, description="None: cookie-<config name>")
-    artifact_location: str | None = Field(None, description="new experiments only; None: <repo>/mlruns for local stores")
-    registered_model_name: str | None = Field(None, description="None: cookie_<config name>")
-    alias: str = Field("challenger", description="alias set on the newly registered version")
+    experiment_name: str | None = Field(
+        default=None, description="None: cookie_<config name> (training, evaluation and promotion runs)"
+    )
+    artifact_location: str | None = Field(
+        default=None, description="new experiments only; None: <repo>/mlruns for local stores"
+    )
+    registered_model_name: str | None = Field(
+        default=None, description="None: cookie_<config name> for CooKIE, cookie_<config name>_<method> otherwise"
+    )
+    alias: str = Field(default="challenger", description="alias set on the newly registered version")
     pip_requirements: list[str] = Field(default_factory=lambda: list(DEFAULT_PIP_REQUIREMENTS))
-    profile: bool = Field(True, description="log efficiency figures (FLOPs/step, peak memory) measured on rank 0")
+    profile: bool = Field(
+        default=True, description="log efficiency figures (FLOPs/step, peak memory) measured on rank 0"
+    )
     log_every: int = Field(
-        10, ge=1, description="epochs between flushes of the per-epoch metrics to MLflow (every epoch is logged, "
-        "in batches; also flushed at each checkpoint and at the end)"
+        default=10,
+        ge=1,
+        description="epochs between flushes of the per-epoch metrics to MLflow (every epoch is logged, "
+        "in batches; also flushed at each checkpoint and at the end)",
     )
     progress_every: int = Field(
-        25, ge=1, description="epochs between progress lines on the console (logger cookie.train; the first "
-        "and last epoch of every stage always)"
+        default=25,
+        ge=1,
+        description="epochs between progress lines on the console (logger cookie.train; the first "
+        "and last epoch of every stage always)",
     )
     # ---- embeddings
-    embed_batch_size: int = Field(8192, ge=1, description="rows per forward pass when embedding")
+    embed_batch_size: int = Field(default=8192, ge=1, description="rows per forward pass when embedding")
 
     @field_validator("alias")
     @classmethod

@@ -121,8 +121,4 @@ def with_context(res: ViewResult, graphs: Mapping[str, DataFrame]) -> ViewResult
     for graph, edges in graphs.items():
         df = neighbour_mean(df, res.feature_names, edges, graph)
         names += [context_column(graph, n) for n in res.feature_names]
-    out = ViewResult(df.select(C.REGION_ID, *names, PRESENT), names, dict(res.stats))
-    for attr in ("extra", "seconds"):
-        if hasattr(res, attr):
-            setattr(out, attr, getattr(res, attr))
-    return out
+    return ViewResult(df.select(C.REGION_ID, *names, PRESENT), names, dict(res.stats), res.extra, res.seconds)

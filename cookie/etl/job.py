@@ -148,6 +148,7 @@ def build_regions(spark: SparkSession, cfg: Config, inputs: _Inputs) -> RegionsR
         area = read_vector(spark, cfg.resolve(rc.area_path)).select(C.GEOMETRY)
     else:
         name = rc.area_from_source
+        assert name is not None  # H3Regions gives exactly one of bbox, area_path, area_from_source
         src = cfg.sources[name]
         if isinstance(src, OsmSource):
             frames = [inputs.osm_layer(name, layer) for layer in ("roads", "buildings", "pois")]
@@ -163,6 +164,7 @@ def _region_ids(spark: SparkSession, cfg: Config, inputs: _Inputs, rc: IdRegions
     """One ``region_id`` column: the ids of the regions' source, or 0..count-1."""
     if rc.count is not None:
         return spark.range(rc.count).select(F.col("id").cast("string").alias(C.REGION_ID))
+    assert rc.source is not None  # IdRegions gives exactly one of source, count
     src = cfg.sources[rc.source]
     if isinstance(src, ArraySource):
         ids, _ = load_array(src, inputs.path(rc.source))
@@ -270,7 +272,9 @@ def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataF
     raise InputError(f"view {view.name}: unknown kind {view.kind}")
 
 
-def _trip_edges(spark, cfg, inputs, regions, view, src: TripsSource):
+def _trip_edges(
+    spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig, src: TripsSource
+) -> tuple[DataFrame, dict[str, int]]:
     path = inputs.path(view.source)
     reader = spark.read.option("header", "true").option("inferSchema", "true")
     df = (
@@ -364,8 +368,8 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
                 res.df = res.df.persist(StorageLevel.MEMORY_AND_DISK)
                 for graph, edges in graphs.items():
                     res.stats[f"context_{graph}_edges"] = edges.count()
-                res.extra = {**getattr(res, "extra", {}), "context": json.dumps(list(view.context))}  # type: ignore[attr-defined]
-            res.seconds = time.time() - t_view  # type: ignore[attr-defined]
+                res.extra = {**res.extra, "context": json.dumps(list(view.context))}
+            res.seconds = time.time() - t_view
             planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
     reports = []
     reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
@@ -389,7 +393,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
                 "cookie.run_id": run_id,
             },
         )
-        for k, v in getattr(res, "extra", {}).items():
+        for k, v in res.extra.items():
             props[f"cookie.{k}"] = v
         t_write = time.time()
         version = tables.write_table(
@@ -399,7 +403,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             TableReport(
                 table, n_regions, len(res.feature_names), version, res.stats, res.seconds + time.time() - t_write
             )
-        )  # type: ignore[attr-defined]
+        )
         res.df.unpersist()
     for df in [*release, *graph_cache.values(), *(e for e, _ in inputs.od_edges.values())]:
         df.unpersist()

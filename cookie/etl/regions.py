@@ -58,6 +58,7 @@ def validate_polygons(df: DataFrame, source: str, invalid: str = "repair") -> tu
         F.sum(F.col("_empty").cast("int")).alias("empty"),
         F.sum((~F.col("_valid")).cast("int")).alias("invalid"),
     ).first()
+    assert counts is not None  # an aggregate has one row
     stats = {
         "input_rows": int(counts["rows"]),
         "empty_rejected": int(counts["empty"] or 0),

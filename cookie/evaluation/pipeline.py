@@ -160,7 +160,7 @@ def evaluate_ref(
     run_id = None
     if log:
         mc = mlflow_client or client_for(cfg)
-        params = {f"task.{t.key}": t.model_dump_json(exclude={"name", "protocol"}) for t in tasks}
+        params: dict[str, Any] = {f"task.{t.key}": t.model_dump_json(exclude={"name", "protocol"}) for t in tasks}
         params.update(
             {
                 "embedding_column": ev.embedding_column,

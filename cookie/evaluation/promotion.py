@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from cookie.storage.tracking import VersionRef, ensure_experiment, resolve_version, version_score
 
@@ -44,7 +44,7 @@ class Decision:
         return asdict(self)
 
 
-def _finite(x: float | None) -> bool:
+def _finite(x: float | None) -> TypeGuard[float]:
     return x is not None and math.isfinite(x)
 
 
@@ -69,7 +69,7 @@ def decide(
         return True, "no champion yet"
     if not _finite(champion):
         return False, "champion has no finite score; evaluate it (make evaluate ARGS='--alias champion')"
-    gain = (challenger - champion) if direction == "max" else (champion - challenger)  # type: ignore[operator]
+    gain = (challenger - champion) if direction == "max" else (champion - challenger)
     if gain > min_improvement:
         return True, f"challenger better by {gain:.6g} (> {min_improvement:g})"
     if gain > 0:
@@ -172,13 +172,13 @@ def _log(
         "mlflow.note.content": d.reason,
     }
     run = mlflow_client.create_run(exp_id, run_name=f"promote {d.model_name} v{d.challenger_version}", tags=tags)
-    rid = run.info.run_id
+    rid: str = run.info.run_id
     now = int(time.time() * 1000)
     metrics = [Metric("promoted", 1.0 if d.promoted else 0.0, now, 0)]
     if _finite(d.challenger_score):
-        metrics.append(Metric("challenger_score", float(d.challenger_score), now, 0))  # type: ignore[arg-type]
+        metrics.append(Metric("challenger_score", float(d.challenger_score), now, 0))
     if _finite(d.champion_score):
-        metrics.append(Metric("champion_score", float(d.champion_score), now, 0))  # type: ignore[arg-type]
+        metrics.append(Metric("champion_score", float(d.champion_score), now, 0))
     params = [
         Param("metric", d.metric),
         Param("direction", d.direction),

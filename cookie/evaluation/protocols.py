@@ -35,9 +35,9 @@ reports them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -49,6 +49,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cookie.evaluation import metrics as M
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ProtocolResult",
@@ -127,7 +130,9 @@ class ProtocolResult:
         ]
 
 
-def _summarise(runs: list[dict[str, float]], names: Sequence[str]) -> tuple[dict[str, float], dict[str, float | None]]:
+def _summarise(
+    runs: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> tuple[dict[str, float], dict[str, float | None]]:
     mean = {k: float(np.mean([r[k] for r in runs])) for k in names}
     if len(runs) > 1:
         std: dict[str, float | None] = {k: float(np.std([r[k] for r in runs])) for k in names}
@@ -169,7 +174,8 @@ _REG_METRICS = ("MAE", "RMSE", "R2")
 def _clip(pred: np.ndarray, clip_min: float | None) -> np.ndarray:
     if clip_min is None:
         return pred
-    return np.maximum(pred, clip_min)
+    clipped: np.ndarray = np.maximum(pred, clip_min)
+    return clipped
 
 
 def _oof_predict(
@@ -456,6 +462,7 @@ def kmeans_clustering_repeated(
     for s in seeds:
         r = kmeans_clustering(Xa, lab, n_clusters=n_clusters, random_state=s, n_init=n_init)
         runs.append(r.runs[0])
+        assert r.predictions is not None  # kmeans_clustering returns the cluster ids
         clusters.append(r.predictions)
     mean, std = _summarise(runs, ("NMI", "ARI"))
     per_seed = np.vstack(clusters)
@@ -531,7 +538,7 @@ def _mlp(d: int, k: int, hidden: int):  # type: ignore[no-untyped-def]
     return nn.Sequential(nn.Linear(d, hidden), nn.Sigmoid(), nn.Linear(hidden, k), nn.Softmax(dim=-1))
 
 
-def _kl_rows(out, target):  # type: ignore[no-untyped-def]
+def _kl_rows(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-row KL(target || out), as ``F.kl_div(out.log(), target, reduction="none").sum(-1)``."""
     import torch.nn.functional as F
 
@@ -589,7 +596,7 @@ def _landuse_runs(
                         bi = perm[b : b + batch_size]
                         opt.zero_grad()
                         loss = _kl_rows(model(x_tr[bi]), y_tr[bi]).mean()
-                        loss.backward()
+                        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
                         opt.step()
                     sched.step()
                     model.eval()

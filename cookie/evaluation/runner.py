@@ -291,10 +291,10 @@ def write_report(
             actual = np.full(len(rid), np.nan)
             pred = np.full(len(rid), np.nan)
             rows = [index.get(r) for r in o.ids]
-            for k, i in enumerate(rows):
+            for pos, i in enumerate(rows):
                 if i is not None:
-                    actual[i] = o.y[k]
-                    pred[i] = o.result.predictions[k]
+                    actual[i] = o.y[pos]
+                    pred[i] = o.result.predictions[pos]
             name = f"map_{_safe(o.key)}.png"
             MP.plot_predicted_vs_actual(
                 geoms,

@@ -337,7 +337,7 @@ def _write(
     raw["train"] = train
     pre = train.get("preprocess") or {}
     train["preprocess"] = pre
-    by_view = {s.view: [] for s in steps}
+    by_view: dict[str, list[_Step]] = {s.view: [] for s in steps}
     for s in steps:
         by_view[s.view].append(s)
     lines = []

@@ -9,8 +9,8 @@ embeddings out.
     emb = model.embed(views, masks)       # (N, (M + M(M-1)/2) * d), blocks in model.block_slices
 """
 
-from cookie.model.base import RegionModel, RegionModule, Stage
 from cookie.config.model import ModelConfig
+from cookie.model.base import RegionModel, RegionModule, Stage
 from cookie.model.factory import build_model, build_module, load_model, model_from_state
 from cookie.model.losses import info_nce
 

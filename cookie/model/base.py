@@ -57,6 +57,13 @@ def check_view_name(name: str) -> None:
 Reduce = Callable[[Tensor], Tensor]
 
 
+def nested(modules: nn.ModuleList, index: int) -> nn.ModuleList:
+    """``modules[index]`` for a ModuleList of ModuleLists (indexing is typed as returning a plain Module)."""
+    inner = modules[index]
+    assert isinstance(inner, nn.ModuleList)
+    return inner
+
+
 class RegionModule(nn.Module):
     """Trainable part of a region model; subclasses define stages, the loss and the blocks.
 
@@ -78,7 +85,7 @@ class RegionModule(nn.Module):
         """Training stages in order; empty for statistics-only baselines."""
         return []
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, views: Views, masks: Masks, stage: str, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss of one step of ``stage`` and its detached parts (for logging)."""
@@ -119,11 +126,12 @@ def batch_indices(n: int, batch_size: int | None, generator: torch.Generator) ->
     if batch_size is None or batch_size >= n:
         return [None]
     perm = torch.randperm(n, generator=generator, device=generator.device)
-    chunks = list(perm.split(batch_size))
+    chunks = list(torch.split(perm, batch_size))
     if len(chunks) > 1 and chunks[-1].numel() < 2:  # a 1-row batch has no negatives
         chunks[-2] = torch.cat([chunks[-2], chunks[-1]])
         chunks.pop()
-    return chunks
+    steps: list[Tensor | None] = [*chunks]
+    return steps
 
 
 class RegionModel:
@@ -191,7 +199,7 @@ class RegionModel:
             return t.device
         return torch.device("cpu")
 
-    def to(self, device: str | torch.device) -> "RegionModel":
+    def to(self, device: str | torch.device) -> RegionModel:
         self.module.to(device)
         return self
 
@@ -214,7 +222,9 @@ class RegionModel:
                 raise KeyError(f"missing view {name!r}; expected {self.view_names}")
             x = _as_float_tensor(views[name], name).to(device)
             if x.shape[1] != self.module.view_dims[name]:
-                raise InputError(f"view {name!r} has {x.shape[1]} features, model expects {self.module.view_dims[name]}")
+                raise InputError(
+                    f"view {name!r} has {x.shape[1]} features, model expects {self.module.view_dims[name]}"
+                )
             if n_rows is None:
                 n_rows = x.shape[0]
             elif x.shape[0] != n_rows:
@@ -252,7 +262,10 @@ class RegionModel:
         the forward goes through DDP; by default ``self.module`` is called.
         """
         views, masks = self.prepare(batch_views, batch_masks)
-        return (module if module is not None else self.module)(views, masks, stage, generator)
+        out: tuple[Tensor, dict[str, Tensor]] = (module if module is not None else self.module)(
+            views, masks, stage, generator
+        )
+        return out
 
     def make_optimizer(self, params: Any = None) -> torch.optim.Optimizer:
         """Adam with the configured learning rate and weight decay (a fresh one per stage)."""

@@ -16,12 +16,15 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from cookie.model.base import Masks, Reduce, RegionModule, Views
 from cookie.config.model import ModelConfig
+from cookie.model.base import Masks, Reduce, RegionModule, Views
 
 
 class ViewStandardizer(nn.Module):
     """Column mean/std of one view over its present rows, as buffers; zero variance -> std 1."""
+
+    mean: Tensor  # buffers (registered in __init__)
+    std: Tensor
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -56,6 +59,7 @@ class RawModule(RegionModule):
 
     def prefit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
         for st, v in zip(self.standardizers, self.view_names):
+            assert isinstance(st, ViewStandardizer)
             st.fit(views[v], masks.get(v), reduce)
 
     def block_specs(self) -> list[tuple[str, int]]:
@@ -74,6 +78,9 @@ class RawPCAModule(RawModule):
     Width k = min((M + M(M-1)/2) * d, total features); with fewer regions than k the trailing
     components are zeros, so the width never depends on N.
     """
+
+    pca_mean: Tensor  # buffers (registered in __init__)
+    components: Tensor
 
     def __init__(self, view_dims: Mapping[str, int], config: ModelConfig) -> None:
         super().__init__(view_dims, config)

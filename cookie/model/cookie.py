@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cookie.model.augment import Augmenter
-from cookie.model.base import Masks, RegionModule, Stage, Views
 from cookie.config.model import ModelConfig
 from cookie.exceptions import ConfigError
+from cookie.model.augment import Augmenter
+from cookie.model.base import Masks, RegionModule, Stage, Views, nested
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead
 from cookie.model.losses import ClubRemoval, info_nce
@@ -68,9 +68,7 @@ class CooKIEModule(RegionModule):
         # CLUB(u_i, s_ij^j) and CLUB(u_j, s_ij^i) per pair: keep unique heads free of the pair's share
         self.use_club = config.use_club and self.use_intra and self.use_pair
         self.clubs = (
-            nn.ModuleList(
-                nn.ModuleList([ClubRemoval(d, d, 2 * d, d), ClubRemoval(d, d, 2 * d, d)]) for _ in self.pairs
-            )
+            nn.ModuleList(nn.ModuleList([ClubRemoval(d, d, 2 * d, d), ClubRemoval(d, d, 2 * d, d)]) for _ in self.pairs)
             if self.use_club
             else nn.ModuleList()
         )
@@ -100,7 +98,7 @@ class CooKIEModule(RegionModule):
         return specs
 
     # ---- loss -----------------------------------------------------------------------------
-    def forward(  # type: ignore[override]
+    def forward(
         self, views: Views, masks: Masks, stage: str, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, Tensor]]:
         if stage not in {s.name for s in self.stages()}:
@@ -131,15 +129,15 @@ class CooKIEModule(RegionModule):
         if stage == "pair":
             for p, (i, j) in enumerate(self.pairs):
                 h_pair = h_aug if pair_aug else h
-                s_i = self.shared_heads[p][0](h_pair[i])
-                s_j = self.shared_heads[p][1](h_pair[j])
+                s_i = nested(self.shared_heads, p)[0](h_pair[i])
+                s_j = nested(self.shared_heads, p)[1](h_pair[j])
                 mask = both_present(ms[i], ms[j])
                 term = info_nce(s_i, s_j, cfg.tau, mask)
                 parts[f"pair/{self.pair_name(p)}"] = term.detach()
                 total = total + term
                 if self.use_club:
-                    est_i, critic_i = self.clubs[p][0](unique[i], s_j, mask)
-                    est_j, critic_j = self.clubs[p][1](unique[j], s_i, mask)
+                    est_i, critic_i = nested(self.clubs, p)[0](unique[i], s_j, mask)
+                    est_j, critic_j = nested(self.clubs, p)[1](unique[j], s_i, mask)
                     parts[f"club/{self.pair_name(p)}"] = (est_i + est_j).detach()
                     parts[f"critic/{self.pair_name(p)}"] = (critic_i + critic_j).detach()
                     total = total + cfg.beta_club * (est_i + est_j) + critic_i + critic_j
@@ -161,8 +159,8 @@ class CooKIEModule(RegionModule):
         if self.use_intra:
             blocks += [F.normalize(u(hm), dim=-1) * wm for u, hm, wm in zip(self.unique_heads, h, w)]
         for p, (i, j) in enumerate(self.pairs):
-            s_i = F.normalize(self.shared_heads[p][0](h[i]), dim=-1) * w[i]
-            s_j = F.normalize(self.shared_heads[p][1](h[j]), dim=-1) * w[j]
+            s_i = F.normalize(nested(self.shared_heads, p)[0](h[i]), dim=-1) * w[i]
+            s_j = F.normalize(nested(self.shared_heads, p)[1](h[j]), dim=-1) * w[j]
             z = (s_i + s_j) / (w[i] + w[j]).clamp(min=1.0)
             blocks.append(F.normalize(z, dim=-1))
         return blocks

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from cookie.model.base import FORMAT, FORMAT_VERSION, RegionModel, RegionModule
-from cookie.model.baselines import RawModule, RawPCAModule, SingleViewModule
 from cookie.config.model import ModelConfig
 from cookie.exceptions import ConfigError, InputError
+from cookie.model.base import FORMAT, FORMAT_VERSION, RegionModel, RegionModule
+from cookie.model.baselines import RawModule, RawPCAModule, SingleViewModule
 from cookie.model.cookie import CooKIEModule
 from cookie.model.gfactorcl import GFactorCLModule
 
@@ -29,9 +29,10 @@ def build_module(config: ModelConfig, view_dims: Mapping[str, int]) -> RegionMod
     if method == "raw_pca":
         return RawPCAModule(view_dims, config)
     if method == "single_view":
-        if config.single_view not in view_dims:
-            raise ConfigError(f"model.single_view: {config.single_view!r} is not one of the views {list(view_dims)}")
-        return SingleViewModule({config.single_view: view_dims[config.single_view]}, config)
+        name = config.single_view
+        if name is None or name not in view_dims:
+            raise ConfigError(f"model.single_view: {name!r} is not one of the views {list(view_dims)}")
+        return SingleViewModule({name: view_dims[name]}, config)
     raise ValueError(f"unknown method {method!r}")
 
 

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cookie.model.base import Masks, RegionModule, Stage, Views
 from cookie.config.model import ModelConfig
 from cookie.exceptions import ConfigError
+from cookie.model.base import Masks, RegionModule, Stage, Views, nested
 from cookie.model.cookie import augmenter_from, present_weight
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead
@@ -66,9 +66,7 @@ class GFactorCLModule(RegionModule):
         self.subset_heads = nn.ModuleList(nn.ModuleList(ProjectionHead(d) for _ in s) for s in self.subsets)
         self.use_club = config.use_club
         if self.use_club:
-            self.subset_clubs = nn.ModuleList(
-                ClubRemoval(2 * d, 2 * d * (len(s) - 1), 2 * d, d) for s in self.subsets
-            )
+            self.subset_clubs = nn.ModuleList(ClubRemoval(2 * d, 2 * d * (len(s) - 1), 2 * d, d) for s in self.subsets)
             self.unique_clubs = nn.ModuleList(ClubRemoval(d, d * (m - 1), 2 * d, d) for _ in range(m))
         self.augment = augmenter_from(config)
 
@@ -89,7 +87,7 @@ class GFactorCLModule(RegionModule):
             specs += [(f"shared_{self.subset_name(s)}_from_{self.view_names[a]}", d) for a in members]
         return specs
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, views: Views, masks: Masks, stage: str, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, Tensor]]:
         if stage != "joint":
@@ -117,7 +115,7 @@ class GFactorCLModule(RegionModule):
 
         # shared objectives, one per subset
         for s, members in enumerate(self.subsets):
-            heads = self.subset_heads[s]
+            heads = nested(self.subset_heads, s)
             h_shared = h_aug if cfg.pair_augment else h  # same input choice as CooKIE's pair terms
             outs = [heads[t](h_shared[a]) for t, a in enumerate(members)]
             outs_n = [F.normalize(o, dim=-1) for o in outs]
@@ -153,7 +151,5 @@ class GFactorCLModule(RegionModule):
         w = [present_weight(mm, h[0]) for mm in ms]
         blocks = [F.normalize(u(hm), dim=-1) * wm for u, hm, wm in zip(self.unique_heads, h, w)]
         for s, members in enumerate(self.subsets):
-            blocks += [
-                F.normalize(self.subset_heads[s][t](h[a]), dim=-1) * w[a] for t, a in enumerate(members)
-            ]
+            blocks += [F.normalize(nested(self.subset_heads, s)[t](h[a]), dim=-1) * w[a] for t, a in enumerate(members)]
         return blocks

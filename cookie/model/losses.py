@@ -61,7 +61,8 @@ class SeparableCritic(nn.Module):
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """Scores ``s[j, k] = f*(a_j, b_k)``, shape (B, B)."""
-        return (self.g(a) @ self.h(b).T) * self.scale
+        scores: Tensor = self.g(a) @ self.h(b).T
+        return scores * self.scale
 
 
 def nce_bound(scores: Tensor) -> Tensor:

@@ -9,8 +9,8 @@ No Spark and no MLflow here.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,14 @@ from cookie import constants as C
 from cookie.exceptions import InputError
 from cookie.preprocessing import FeatureStats, present_column, transform_view
 
+if TYPE_CHECKING:
+    from cookie.model import RegionModel
+
 
 class Embedder:
     """A trained :class:`~cookie.model.RegionModel` plus its preprocessing statistics."""
 
-    def __init__(self, model: Any, stats: FeatureStats, batch_size: int = 8192) -> None:
+    def __init__(self, model: RegionModel, stats: FeatureStats, batch_size: int = 8192) -> None:
         if list(model.view_names) != stats.view_names:
             raise ValueError(f"model views {model.view_names} differ from the statistics' {stats.view_names}")
         self.model = model
@@ -32,21 +35,23 @@ class Embedder:
         self.model.module.eval()
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], stats: dict[str, Any] | FeatureStats, batch_size: int = 8192) -> "Embedder":
+    def from_state(
+        cls, state: dict[str, Any], stats: dict[str, Any] | FeatureStats, batch_size: int = 8192
+    ) -> Embedder:
         from cookie.model import model_from_state
 
         st = stats if isinstance(stats, FeatureStats) else FeatureStats.from_dict(stats)
         return cls(model_from_state(state), st, batch_size)
 
     @classmethod
-    def from_bytes(cls, model_bytes: bytes, stats: dict[str, Any], batch_size: int = 8192) -> "Embedder":
+    def from_bytes(cls, model_bytes: bytes, stats: dict[str, Any], batch_size: int = 8192) -> Embedder:
         import torch
 
         state = torch.load(io.BytesIO(model_bytes), map_location="cpu", weights_only=True)
         return cls.from_state(state, stats, batch_size)
 
     @classmethod
-    def from_files(cls, model_path: str, stats_path: str, batch_size: int = 8192) -> "Embedder":
+    def from_files(cls, model_path: str, stats_path: str, batch_size: int = 8192) -> Embedder:
         from pathlib import Path
 
         from cookie.model import load_model
@@ -68,8 +73,9 @@ class Embedder:
         """Preprocessed views (float32) and masks from a flat frame."""
         missing = [c for c in self.stats.input_columns() if c not in frame.columns]
         if missing:
-            raise KeyError(f"{len(missing)} feature column(s) missing, e.g. {missing[:5]}; "
-                           "columns are named <view>__<feature>")
+            raise KeyError(
+                f"{len(missing)} feature column(s) missing, e.g. {missing[:5]}; columns are named <view>__<feature>"
+            )
         ids = frame[C.REGION_ID].to_numpy() if C.REGION_ID in frame.columns else None
         views, masks = {}, {}
         for vs in self.stats.views:
@@ -92,9 +98,11 @@ class Embedder:
 
         views, masks = self.inputs(frame)
         with torch.no_grad():
-            out = self.model.embed({k: torch.from_numpy(v) for k, v in views.items()},
-                                   {k: torch.from_numpy(m) for k, m in masks.items()},
-                                   batch_size=self.batch_size)
+            out = self.model.embed(
+                {k: torch.from_numpy(v) for k, v in views.items()},
+                {k: torch.from_numpy(m) for k, m in masks.items()},
+                batch_size=self.batch_size,
+            )
         return out.cpu().numpy().astype(np.float32, copy=False)
 
     def embedding_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,14 +115,16 @@ class Embedder:
         return out
 
 
-def map_embeddings(model_bytes: Any, stats: dict[str, Any], batch_size: int, threads: int = 1):
+def map_embeddings(
+    model_bytes: Any, stats: dict[str, Any], batch_size: int, threads: int = 1
+) -> Callable[[Iterable[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """A ``mapInPandas`` function: flat feature frames in, :meth:`Embedder.embedding_frame` out.
 
     ``model_bytes``: the saved model (``torch.save`` of ``RegionModel.state()``), or a Spark
     broadcast of it (so each executor fetches it once).
     """
 
-    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def fn(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import torch
 
         torch.set_num_threads(threads)

@@ -30,14 +30,17 @@ row is collected to the driver.
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.storage import delta as tables
+
+if TYPE_CHECKING:
+    from cookie.config import Config
 
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
@@ -48,7 +51,7 @@ REGION_ORDER = C.REGION_ORDER
 KEY_COLUMNS = (C.REGION_ID, REGION_ORDER, MODEL_NAME, MODEL_VERSION, RUN_ID, CREATED_AT, EMBEDDING)
 
 
-def location(cfg) -> tables.TableLocation:
+def location(cfg: Config) -> tables.TableLocation:
     return tables.locate(cfg, C.EMBEDDINGS_TABLE)
 
 
@@ -78,15 +81,16 @@ def region_order(ids: DataFrame) -> DataFrame:
     return ids.crossJoin(flag).select(C.REGION_ID, (F.row_number().over(window) - 1).cast("int").alias(REGION_ORDER))
 
 
-def compute_embeddings(spark: SparkSession, cfg, model: Any, stats: Any, batch_size: int = 8192) -> DataFrame:
+def compute_embeddings(spark: SparkSession, cfg: Config, model: Any, stats: Any, batch_size: int = 8192) -> DataFrame:
     """region_id, region_order, embedding and block columns of every region, computed in Spark tasks."""
-    from cookie.training.data import flat_features
     from cookie.serving.embedder import map_embeddings
+    from cookie.training.data import flat_features
 
     frame = flat_features(spark, cfg, stats)
     bc = spark.sparkContext.broadcast(_model_bytes(model))
-    schema = ", ".join([f"{C.REGION_ID} string", f"{EMBEDDING} array<float>"]
-                       + [f"`{b}` array<float>" for b in model.block_names])
+    schema = ", ".join(
+        [f"{C.REGION_ID} string", f"{EMBEDDING} array<float>"] + [f"`{b}` array<float>" for b in model.block_names]
+    )
     fn = map_embeddings(bc, stats.to_dict(), batch_size, threads=cfg.train.torch_threads)
     order = region_order(tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(C.REGION_ID))
     return frame.mapInPandas(fn, schema).join(order, on=C.REGION_ID, how="left")
@@ -99,7 +103,7 @@ def _predicate(model_name: str, model_version: int) -> str:
 
 def write_embeddings(
     spark: SparkSession,
-    cfg,
+    cfg: Config,
     model: Any,
     stats: Any,
     model_name: str,
@@ -108,7 +112,7 @@ def write_embeddings(
     created_at: datetime | None = None,
 ) -> int:
     """Compute and write one model version's embeddings; returns the new Delta table version."""
-    created = created_at or datetime.now(timezone.utc)
+    created = created_at or datetime.now(UTC)
     emb = compute_embeddings(spark, cfg, model, stats, cfg.train.embed_batch_size)
     df = emb.select(
         F.col(C.REGION_ID),
@@ -121,10 +125,13 @@ def write_embeddings(
         *[F.col(f"`{b}`") for b in model.block_names],
     )
     loc = location(cfg)
-    writer = (df.write.format("delta").mode("overwrite")
-              .option("replaceWhere", _predicate(model_name, model_version))
-              .option("mergeSchema", "true")
-              .option("userMetadata", f"embeddings {model_name} v{model_version} run {run_id}"))
+    writer = (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", _predicate(model_name, model_version))
+        .option("mergeSchema", "true")
+        .option("userMetadata", f"embeddings {model_name} v{model_version} run {run_id}")
+    )
     if loc.full_name:
         writer.saveAsTable(loc.full_name)
     else:
@@ -132,16 +139,17 @@ def write_embeddings(
     return tables.table_version(spark, loc)
 
 
-def table_exists(spark: SparkSession, cfg) -> bool:
+def table_exists(spark: SparkSession, cfg: Config) -> bool:
     loc = location(cfg)
     if loc.full_name:
         return spark.catalog.tableExists(loc.full_name)
+    assert loc.path is not None  # a location without a catalog name has a path
     from delta.tables import DeltaTable
 
     return DeltaTable.isDeltaTable(spark, loc.path)
 
 
-def delete_embeddings(spark: SparkSession, cfg, model_name: str, model_version: int) -> None:
+def delete_embeddings(spark: SparkSession, cfg: Config, model_name: str, model_version: int) -> None:
     """Remove one version's rows (rollback of a failed registration)."""
     if not table_exists(spark, cfg):
         return
@@ -150,8 +158,9 @@ def delete_embeddings(spark: SparkSession, cfg, model_name: str, model_version: 
     spark.sql(f"DELETE FROM {ident} WHERE {_predicate(model_name, model_version)}")
 
 
-def read_embeddings(spark: SparkSession, cfg, model_name: str | None = None,
-                    model_version: int | None = None) -> DataFrame:
+def read_embeddings(
+    spark: SparkSession, cfg: Config, model_name: str | None = None, model_version: int | None = None
+) -> DataFrame:
     """The table, optionally restricted to a model and version."""
     df = tables.read_table(spark, location(cfg))
     if model_name is not None:

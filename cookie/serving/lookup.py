@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cookie import constants as C
+from cookie.config import Config
 from cookie.exceptions import ConfigError
 from cookie.serving import embeddings as E
 from cookie.storage import delta as tables
@@ -27,7 +28,7 @@ LON = "lon"
 
 
 def resolve(
-    cfg, model_name: str | None = None, alias: str | None = None, version: int | None = None
+    cfg: Config, model_name: str | None = None, alias: str | None = None, version: int | None = None
 ) -> tuple[str, int]:
     """(registered model name, version) from an explicit version or an alias (default champion)."""
     registry.configure(cfg)
@@ -38,12 +39,13 @@ def resolve(
         alias=None if version is not None else (alias or registry.DEFAULT_ALIAS),
         version=version,
     )
+    assert ref.version is not None  # resolve_version returns a registered version here
     return name, int(ref.version)
 
 
 def lookup_regions(
     spark: SparkSession,
-    cfg,
+    cfg: Config,
     region_ids: Sequence[str],
     model_name: str | None = None,
     alias: str | None = None,
@@ -53,7 +55,7 @@ def lookup_regions(
     run_id, embedding (float32 array, None when the table has no row for that region)."""
     name, v = resolve(cfg, model_name, alias, version)
     ids = [str(r) for r in region_ids]
-    rows = (
+    rows: pd.DataFrame = (
         E.read_embeddings(spark, cfg, name, v)
         .where(F.col(C.REGION_ID).isin(ids))
         .select(C.REGION_ID, E.RUN_ID, E.EMBEDDING)
@@ -75,7 +77,7 @@ def lookup_regions(
     return pd.DataFrame(out, columns=[C.REGION_ID, E.MODEL_NAME, E.MODEL_VERSION, E.RUN_ID, E.EMBEDDING])
 
 
-def regions_of_points(spark: SparkSession, cfg, points: Sequence[tuple[float, float]]):
+def regions_of_points(spark: SparkSession, cfg: Config, points: Sequence[tuple[float, float]]) -> DataFrame:
     """DataFrame point_index, lat, lon, region_id (null outside every region)."""
     pts = spark.createDataFrame(
         [(i, float(lat), float(lon)) for i, (lat, lon) in enumerate(points)],
@@ -99,7 +101,7 @@ def regions_of_points(spark: SparkSession, cfg, points: Sequence[tuple[float, fl
 
 def lookup_points(
     spark: SparkSession,
-    cfg,
+    cfg: Config,
     points: Sequence[tuple[float, float]],
     model_name: str | None = None,
     alias: str | None = None,
@@ -115,7 +117,7 @@ def lookup_points(
     name, v = resolve(cfg, model_name, alias, version)
     located = regions_of_points(spark, cfg, points)
     emb = E.read_embeddings(spark, cfg, name, v).select(C.REGION_ID, E.RUN_ID, E.EMBEDDING)
-    rows = located.join(emb, C.REGION_ID, "left").orderBy(POINT_INDEX).toPandas()
+    rows: pd.DataFrame = located.join(emb, C.REGION_ID, "left").orderBy(POINT_INDEX).toPandas()
     rows[E.MODEL_NAME] = name
     rows[E.MODEL_VERSION] = v
     rows[E.EMBEDDING] = [None if e is None else np.asarray(e, dtype=np.float32) for e in rows[E.EMBEDDING]]

@@ -16,10 +16,16 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import numpy as np
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
+
+    from cookie.serving.embedder import Embedder
 
 MODEL_ARTIFACT = "region_model"
 STATS_ARTIFACT = "preprocessing"
@@ -30,30 +36,35 @@ STATS_ARTIFACT = "preprocessing"
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
 
 
-class RegionEmbeddingModel(mlflow.pyfunc.PythonModel):
+class RegionEmbeddingModel(PythonModel):
     """pyfunc wrapper of :class:`cookie.serving.embedder.Embedder`."""
 
     def __init__(self, batch_size: int = 8192) -> None:
         self.batch_size = batch_size
-        self._embedder = None
+        self._embedder: Embedder | None = None
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from cookie.serving.embedder import Embedder
 
         self._embedder = Embedder.from_files(
             context.artifacts[MODEL_ARTIFACT], context.artifacts[STATS_ARTIFACT], self.batch_size
         )
 
+    # A type comment, not annotations: mlflow reads predict()'s annotations to infer the signature and to
+    # validate inputs, which the explicit signature logged with the model does instead.
     def predict(self, context, model_input, params=None):
+        # type: (PythonModelContext, Any, dict[str, Any] | None) -> Any
         import pandas as pd
 
         if self._embedder is None:
             self.load_context(context)
+        embedder = self._embedder
+        assert embedder is not None  # set by load_context
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return self._embedder.embed(frame)
+        return embedder.embed(frame)
 
 
-def signature(stats: Any, embedding_dim: int):
+def signature(stats: Any, embedding_dim: int) -> ModelSignature:
     """Input: one double column per feature, optional boolean masks and region_id; output (-1, D) float32."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
@@ -61,7 +72,7 @@ def signature(stats: Any, embedding_dim: int):
     from cookie import constants as C
     from cookie.preprocessing import present_column
 
-    cols = [ColSpec("double", c) for c in stats.input_columns()]
+    cols: list[ColSpec | TensorSpec] = [ColSpec("double", c) for c in stats.input_columns()]
     cols += [ColSpec("boolean", present_column(v.name), required=False) for v in stats.views]
     cols.append(ColSpec("string", C.REGION_ID, required=False))
     return ModelSignature(inputs=Schema(cols), outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, embedding_dim))]))

@@ -92,6 +92,7 @@ def table_version(spark: SparkSession, loc: TableLocation) -> int:
         if commits:
             return max(commits)
     row = spark.sql(f"DESCRIBE HISTORY {_ident(loc)} LIMIT 1").select("version").first()
+    assert row is not None, f"table {loc} has no history"
     return int(row["version"])
 
 
@@ -104,7 +105,8 @@ def feature_names(spark: SparkSession, loc: TableLocation) -> list[str]:
     props = table_properties(spark, loc)
     if C.FEATURE_NAMES_PROPERTY not in props:
         raise KeyError(f"table {loc} has no {C.FEATURE_NAMES_PROPERTY} property: not a feature table")
-    return json.loads(props[C.FEATURE_NAMES_PROPERTY])
+    names: list[str] = json.loads(props[C.FEATURE_NAMES_PROPERTY])
+    return names
 
 
 def feature_properties(kind: str, names: Iterable[str], extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -152,6 +154,7 @@ def read_frame(
     loc = locate(cfg, table)
     if loc.full_name:
         return _read_catalog(cfg, loc.full_name, columns, filters)
+    assert loc.path is not None  # a table outside the catalog has a path
     return read_delta(loc.path, columns, filters, hint=_hint(cfg, table))
 
 
@@ -333,8 +336,9 @@ def load_embeddings(
     if df[ID].duplicated().any():
         raise ValueError(f"{table}: duplicate region ids for model {model_name!r} version {model_version}")
     df = df.assign(**{ID: df[ID].astype(str)})
-    fixed = {ID, "model_name", "model_version", "run_id", "created_at", "embedding"}
-    blocks = {c: _stack(df[c]) for c in df.columns if c not in fixed and df[c].dtype == object}
+    fixed = {ID, C.REGION_ORDER, "model_name", "model_version", "run_id", "created_at", "embedding"}
+    # other models' block columns are null on this model's rows (one table, schema merged across models)
+    blocks = {c: _stack(df[c]) for c in df.columns if c not in fixed and df[c].dtype == object and df[c].notna().all()}
     versions = df["model_version"].dropna().unique() if "model_version" in df.columns else []
     runs = df["run_id"].dropna().unique() if "run_id" in df.columns else []
     return EmbeddingRows(

@@ -30,10 +30,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from cookie.exceptions import MissingModel
+
+if TYPE_CHECKING:
+    from cookie.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +61,12 @@ def tracking_uri(cfg: Any = None, explicit: str | None = None) -> str:
     return uri
 
 
-def experiment_name(cfg: Any) -> str:
+def experiment_name(cfg: Config) -> str:
     """The one experiment of a config: training, evaluation and promotion runs (tag ``cookie.kind``)."""
     return cfg.train.experiment_name or f"cookie_{cfg.name}"
 
 
-def registered_model_name(cfg: Any) -> str:
+def registered_model_name(cfg: Config) -> str:
     """The one naming rule: ``train.registered_model_name``, else ``cookie_<config name>`` for CooKIE and
     ``cookie_<config name>_<method>`` for any other method, so that one feature set serves several models.
     With ``output.catalog`` set (Unity Catalog registry) the name is ``<catalog>.<schema>.<name>``."""
@@ -76,7 +79,7 @@ def registered_model_name(cfg: Any) -> str:
     return name
 
 
-def registry_uri(cfg, explicit_tracking_uri: str | None = None) -> str:
+def registry_uri(cfg: Config, explicit_tracking_uri: str | None = None) -> str:
     """``train.registry_uri`` (e.g. ``databricks-uc``), else the tracking store (:func:`tracking_uri`).
 
     ``$MLFLOW_REGISTRY_URI`` is deliberately not read: ``mlflow.set_registry_uri`` writes it, so
@@ -85,7 +88,7 @@ def registry_uri(cfg, explicit_tracking_uri: str | None = None) -> str:
     return cfg.train.registry_uri or tracking_uri(cfg, explicit_tracking_uri)
 
 
-def configure(cfg) -> tuple[str, str]:
+def configure(cfg: Config) -> tuple[str, str]:
     """Point the mlflow module at this config's tracking and registry stores; returns both URIs."""
     import mlflow
 
@@ -105,7 +108,7 @@ def _local_store_dir(uri: str) -> Path | None:
     return None
 
 
-def artifact_location(cfg) -> str | None:
+def artifact_location(cfg: Config) -> str | None:
     """Artefact root of a new experiment: ``train.artifact_location``, else ``mlruns/`` next to a
     local store (``<repo>/mlruns`` by default), else the server's default."""
     if cfg.train.artifact_location:
@@ -167,7 +170,7 @@ def redact(obj: Any, key: str = "") -> Any:
     return obj
 
 
-def run_params(cfg, model_config: Any, stats: Any, num_processes: int) -> dict[str, str]:
+def run_params(cfg: Config, model_config: Any, stats: Any, num_processes: int) -> dict[str, str]:
     """What a run trains: config name, model and train sections, views and their preprocessing (redacted)."""
     params = {
         "config": cfg.name,
@@ -306,17 +309,21 @@ def resolve_version(
 def ensure_experiment(mlflow_client: Any, name: str, artifact_location: str | None = None) -> str:
     """Id of experiment ``name``, created (with ``artifact_location``, see :func:`artifact_location`) if needed."""
     exp = mlflow_client.get_experiment_by_name(name)
+    exp_id: str
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             mlflow_client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
+        exp_id = exp.experiment_id
+        return exp_id
     try:
-        return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+        exp_id = mlflow_client.create_experiment(name, artifact_location=artifact_location)
+        return exp_id
     except Exception:  # created meanwhile by another process
         exp = mlflow_client.get_experiment_by_name(name)
         if exp is None:
             raise
-        return exp.experiment_id
+        exp_id = exp.experiment_id
+        return exp_id
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -349,7 +356,7 @@ def log_evaluation(
         **dict(tags or {}),
     }
     run = mlflow_client.create_run(exp_id, run_name=run_name or f"eval {ref.label()}", tags=all_tags)
-    rid = run.info.run_id
+    rid: str = run.info.run_id
     now = int(time.time() * 1000)
     fm = _finite(metrics)
     try:

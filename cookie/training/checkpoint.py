@@ -94,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     from cookie.exceptions import InputError
 
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
     if state.get("format") != FORMAT:
         raise InputError(f"{path}: not a cookie checkpoint; delete it or start a new run")
     if int(state.get("version", 0)) > FORMAT_VERSION:

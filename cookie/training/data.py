@@ -14,13 +14,28 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cookie import constants as C
 from cookie.exceptions import ConfigError, InputError
-from cookie.preprocessing import (FeatureStats, ViewStats, auto_kind, feature_column, finalize_mean, finalize_std,
-                                      present_column, transform_view)
+from cookie.preprocessing import (
+    FeatureStats,
+    ViewStats,
+    auto_kind,
+    feature_column,
+    finalize_mean,
+    finalize_std,
+    present_column,
+    transform_view,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from cookie.config import Config
+    from cookie.storage.delta import TableLocation
 
 PRESENT = "_present"  # the ETL's mask column (cookie.etl.features.common.PRESENT)
 
@@ -40,30 +55,32 @@ class ViewTable:
     etl_transform: str
 
 
-def features_hint(cfg) -> str:
+def features_hint(cfg: Config) -> str:
     """What to run when the feature tables are missing."""
     return f"build them first: python -m cookie features --config conf/{cfg.name}.yaml"
 
 
-def require_table(spark, cfg, loc) -> None:
+def require_table(spark: SparkSession, cfg: Config, loc: TableLocation) -> None:
     """:class:`MissingTable` naming ``loc`` (and the ``features`` verb) when it is not a Delta table."""
     from cookie.exceptions import MissingTable
 
     if loc.full_name:
         exists = spark.catalog.tableExists(loc.full_name)
-    elif "://" not in str(loc.path):
-        from pathlib import Path
-
-        exists = (Path(loc.path) / "_delta_log").is_dir()
     else:
-        from delta.tables import DeltaTable
+        assert loc.path is not None  # a location without a catalog name has a path
+        if "://" not in loc.path:
+            from pathlib import Path
 
-        exists = DeltaTable.isDeltaTable(spark, loc.path)
+            exists = (Path(loc.path) / "_delta_log").is_dir()
+        else:
+            from delta.tables import DeltaTable
+
+            exists = DeltaTable.isDeltaTable(spark, loc.path)
     if not exists:
         raise MissingTable(f"table {loc.name} does not exist at {loc}; {features_hint(cfg)}")
 
 
-def view_tables(spark, cfg, names: Sequence[str] | None = None) -> list[ViewTable]:
+def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = None) -> list[ViewTable]:
     """The config's views (or those of ``names``), in config order, with their current Delta versions
     and feature names; :class:`MissingTable` when the feature job has not built one of them."""
     from cookie.storage import delta as tables
@@ -81,20 +98,29 @@ def view_tables(spark, cfg, names: Sequence[str] | None = None) -> list[ViewTabl
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
         version = tables.table_version(spark, loc)
         if loc.full_name:
-            path = spark.sql(f"DESCRIBE DETAIL {loc.full_name}").first()["location"]
+            detail = spark.sql(f"DESCRIBE DETAIL {loc.full_name}").first()
+            assert detail is not None  # DESCRIBE DETAIL returns one row
+            path = detail["location"]
         else:
             path = loc.path
-        out.append(ViewTable(view.name, str(path), int(version), list(names_),
-                             props.get("cookie.view_kind", view.kind), view.transform))
+        out.append(
+            ViewTable(
+                view.name,
+                str(path),
+                int(version),
+                list(names_),
+                props.get("cookie.view_kind", view.kind),
+                view.transform,
+            )
+        )
     return out
 
 
-def _read_view(spark, vt: ViewTable):
+def _read_view(spark: SparkSession, vt: ViewTable) -> DataFrame:
     return spark.read.format("delta").option("versionAsOf", vt.version).load(vt.path)
 
 
-
-def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> FeatureStats:
+def compute_stats(spark: SparkSession, cfg: Config, tables_: Sequence[ViewTable] | None = None) -> FeatureStats:
     """Global preprocessing statistics: one Spark aggregate over each view table.
 
     Per feature, over the present rows: mean and population std of the raw and of the log1p'd
@@ -120,22 +146,27 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
         x, p = F.col("_x"), F.col("_p")
         finite = x.isNotNull() & ~F.isnan(x) & (F.abs(x) != F.lit(float("inf")))
         ok = p & finite
-        rows = long.groupBy("_i").agg(
-            F.count(F.lit(1)).alias("n"),
-            F.sum(p.cast("long")).alias("n_present"),
-            F.sum(F.when(p & ~finite, 1).otherwise(0)).alias("bad"),
-            F.min(F.when(ok, x)).alias("min"),
-            F.avg(F.when(ok, x)).alias("mean"),
-            F.stddev_pop(F.when(ok, x)).alias("std"),
-            F.avg(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_mean"),
-            F.stddev_pop(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_std"),
-        ).collect()
+        rows = (
+            long.groupBy("_i")
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum(p.cast("long")).alias("n_present"),
+                F.sum(F.when(p & ~finite, 1).otherwise(0)).alias("bad"),
+                F.min(F.when(ok, x)).alias("min"),
+                F.avg(F.when(ok, x)).alias("mean"),
+                F.stddev_pop(F.when(ok, x)).alias("std"),
+                F.avg(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_mean"),
+                F.stddev_pop(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_std"),
+            )
+            .collect()
+        )
         by_i = {int(r["_i"]): r for r in rows}
         if len(by_i) != len(vt.features):
             raise InputError(f"view {vt.name}: table {vt.path} has no rows; {features_hint(cfg)}")
         bad = sum(int(r["bad"] or 0) for r in rows)
         if cfg.train.nan_policy == "raise" and bad:
             first = long.where(p & ~finite).orderBy(C.REGION_ID, "_i").first()
+            assert first is not None  # bad > 0: some present row has a NaN/inf
             raise InputError(
                 f"view {vt.name}: {bad} NaN/inf value(s) in present regions in {vt.path} "
                 f"(version {vt.version}), first in region {first[C.REGION_ID]!r}, feature "
@@ -143,10 +174,12 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
             )
         n_present = int(rows[0]["n_present"] or 0)
         if n_present < 2:
-            raise InputError(f"view {vt.name}: only {n_present} region(s) have data in {vt.path}; nothing to learn from")
+            raise InputError(
+                f"view {vt.name}: only {n_present} region(s) have data in {vt.path}; nothing to learn from"
+            )
         if n_regions is None:
             n_regions = int(rows[0]["n"])
-        kind = overrides.get(vt.name, "auto")
+        kind: str = overrides.get(vt.name, "auto")
         if kind == "auto":
             mins = [r["min"] for r in rows if r["min"] is not None]
             kind = auto_kind(vt.etl_kind, vt.etl_transform, min(mins) if mins else None)
@@ -157,12 +190,23 @@ def compute_stats(spark, cfg, tables_: Sequence[ViewTable] | None = None) -> Fea
             std = [finalize_std(r[s], r[m]) for r in ordered]
         else:
             mean, std = [0.0] * len(vt.features), [1.0] * len(vt.features)
-        out.append(ViewStats(name=vt.name, kind=kind, features=list(vt.features), mean=mean, std=std,
-                             n_present=n_present, table=vt.path, table_version=vt.version, etl_kind=vt.etl_kind))
+        out.append(
+            ViewStats(
+                name=vt.name,
+                kind=kind,
+                features=list(vt.features),
+                mean=mean,
+                std=std,
+                n_present=n_present,
+                table=vt.path,
+                table_version=vt.version,
+                etl_kind=vt.etl_kind,
+            )
+        )
     return FeatureStats(views=out, n_regions=int(n_regions or 0), nan_policy=cfg.train.nan_policy)
 
 
-def flat_features(spark, cfg, stats: FeatureStats):
+def flat_features(spark: SparkSession, cfg: Config, stats: FeatureStats) -> DataFrame:
     """Every region (from the regions table) with its raw view features as flat columns
     ``<view>__<feature>`` and masks ``<view>___present``: the pyfunc's input format, as a DataFrame."""
     from pyspark.sql import functions as F
@@ -203,7 +247,7 @@ class Shard:
         return len(self.region_ids)
 
 
-def _read_view_shard(vs: ViewStats, rank: int, world_size: int):
+def _read_view_shard(vs: ViewStats, rank: int, world_size: int) -> Any:  # a pyarrow Table or None
     import pyarrow as pa
     import pyarrow.compute as pc
     from deltalake import DeltaTable

@@ -36,7 +36,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from cookie.model.base import Masks, RegionModel, Stage, Views
 
 LOGGER = "cookie.train"
 log = logging.getLogger(LOGGER)
@@ -101,14 +107,15 @@ class _MetricLog:
     def flush(self) -> None:
         if self.client is None or not self.buffer:
             return
+        assert self.run_id is not None  # a client exists only with a run id
         t = time.perf_counter()
         for i in range(0, len(self.buffer), 1000):
-            self.client.log_batch(self.run_id, metrics=self.buffer[i:i + 1000])
+            self.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
         self.buffer = []
         self.seconds += time.perf_counter() - t
 
 
-def _rng_state(generator, device) -> dict[str, Any]:
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
     import torch
 
     out = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
@@ -117,7 +124,7 @@ def _rng_state(generator, device) -> dict[str, Any]:
     return out
 
 
-def _set_rng_state(state: dict[str, Any], generator, device) -> None:
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator, device: torch.device) -> None:
     import torch
 
     generator.set_state(state["generator"])
@@ -126,7 +133,7 @@ def _set_rng_state(state: dict[str, Any], generator, device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _reduce_mean(values: dict[str, float], world: int, device) -> dict[str, float]:
+def _reduce_mean(values: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     import torch
     import torch.distributed as dist
 
@@ -138,12 +145,12 @@ def _reduce_mean(values: dict[str, float], world: int, device) -> dict[str, floa
     return {k: float(x) / world for k, x in zip(keys, t.tolist())}
 
 
-def sum_over_ranks(world: int) -> Callable[[Any], Any]:
+def sum_over_ranks(world: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The ``reduce`` of :meth:`RegionModule.prefit`: a tensor summed over every rank (a copy;
     the identity with one rank)."""
     import torch.distributed as dist
 
-    def reduce(t):
+    def reduce(t: torch.Tensor) -> torch.Tensor:
         if world == 1:
             return t
         out = t.detach().clone()
@@ -153,7 +160,17 @@ def sum_over_ranks(world: int) -> Callable[[Any], Any]:
     return reduce
 
 
-def _epoch(model, ddp, views, masks, stage: str, optimizer, generator, world: int, device) -> dict[str, float]:
+def _epoch(
+    model: RegionModel,
+    ddp: DistributedDataParallel | None,
+    views: Views,
+    masks: Masks,
+    stage: str,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    world: int,
+    device: torch.device,
+) -> dict[str, float]:
     """One epoch of ``stage`` on this rank's rows; every rank takes the same number of steps."""
     import torch
     import torch.distributed as dist
@@ -174,7 +191,7 @@ def _epoch(model, ddp, views, masks, stage: str, optimizer, generator, world: in
         bm = masks if idx is None else {k: (None if x is None else x[idx]) for k, x in masks.items()}
         optimizer.zero_grad(set_to_none=True)
         total, parts = model.loss(bv, bm, stage, generator, module=ddp)
-        total.backward()
+        total.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         optimizer.step()
         sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
         for k, v in parts.items():
@@ -182,7 +199,7 @@ def _epoch(model, ddp, views, masks, stage: str, optimizer, generator, world: in
     return {k: s / max(steps, 1) for k, s in sums.items()}
 
 
-def _profile(model, views, masks) -> dict[str, Any]:
+def _profile(model: RegionModel, views: Views, masks: Masks) -> dict[str, Any]:
     """Efficiency figures on rank 0's shard (deep copies; RNG untouched)."""
     import torch
 
@@ -262,7 +279,9 @@ def train_worker(spec: WorkerSpec) -> bytes:
         blob = encode_payload(payload) if rank == 0 else None
         box = [blob]
         dist.broadcast_object_list(box, src=0)
-        return box[0]
+        out = box[0]
+        assert out is not None  # rank 0's bytes, on every rank after the broadcast
+        return out
     finally:
         dist.destroy_process_group()
 
@@ -289,7 +308,8 @@ def decode_payload(blob: bytes) -> dict[str, Any]:
 
     import torch
 
-    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    payload: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    return payload
 
 
 @dataclass
@@ -308,7 +328,7 @@ class _RankRun:
     """One rank's run, phase by phase: :meth:`setup`, :meth:`resume`, :meth:`train_stages`
     (with :meth:`save_checkpoint`) and :meth:`payload`."""
 
-    def __init__(self, spec: WorkerSpec, rank: int, world: int, device, t_start: float) -> None:
+    def __init__(self, spec: WorkerSpec, rank: int, world: int, device: torch.device, t_start: float) -> None:
         self.spec, self.rank, self.world, self.device, self.t_start = spec, rank, world, device, t_start
         self.t_checkpoint = 0.0
         self.stopped = False
@@ -318,7 +338,9 @@ class _RankRun:
         self.setup()
         pos = self.resume()
         self.ddp = self.wrap()
-        self.metrics = _MetricLog(self.spec.tracking_uri, self.spec.run_id) if self.rank == 0 else _MetricLog(None, None)
+        self.metrics = (
+            _MetricLog(self.spec.tracking_uri, self.spec.run_id) if self.rank == 0 else _MetricLog(None, None)
+        )
         self.t_setup = time.perf_counter() - self.t_start
         t = time.perf_counter()
         self.train_stages(pos)
@@ -362,8 +384,9 @@ class _RankRun:
         self.stages = model.stages()
         self.total_epochs = sum(s.epochs for s in self.stages)
         if not self.stages:
-            log.info("%s fits statistics only: fitted on %d regions over %d rank(s)", config.method, sum(sizes),
-                     self.world)
+            log.info(
+                "%s fits statistics only: fitted on %d regions over %d rank(s)", config.method, sum(sizes), self.world
+            )
 
     # ---- 2. resume --------------------------------------------------------------------------
     def resume(self) -> _Position:
@@ -379,29 +402,46 @@ class _RankRun:
         if path is not None:
             state = ckpt.load_checkpoint(path)
             if state["fingerprint"] != self.spec.fingerprint:
-                raise ConfigError(f"{path} was written for another model/data/world size "
-                                  f"({state['fingerprint']} != {self.spec.fingerprint}); start a new run")
+                raise ConfigError(
+                    f"{path} was written for another model/data/world size "
+                    f"({state['fingerprint']} != {self.spec.fingerprint}); start a new run"
+                )
             if int(state["world_size"]) != self.world:
                 raise ConfigError(f"{path} was written by {state['world_size']} ranks, this run has {self.world}")
             self.model.module.load_state_dict(state["module"])
             _set_rng_state(state["rng"][self.rank], self.generator, self.device)
-            pos = _Position(int(state["stage_index"]), int(state["next_epoch"]), int(state["global_epoch"]),
-                            list(state["history"]), list(state.get("epoch_seconds", [])), state["optimizer"])
-            log.info("resumed from %s: stage %d, epoch %d, global epoch %d/%d", path.name, pos.stage_index,
-                     pos.next_epoch, pos.global_epoch, self.total_epochs)
+            pos = _Position(
+                int(state["stage_index"]),
+                int(state["next_epoch"]),
+                int(state["global_epoch"]),
+                list(state["history"]),
+                list(state.get("epoch_seconds", [])),
+                state["optimizer"],
+            )
+            log.info(
+                "resumed from %s: stage %d, epoch %d, global epoch %d/%d",
+                path.name,
+                pos.stage_index,
+                pos.next_epoch,
+                pos.global_epoch,
+                self.total_epochs,
+            )
         while pos.stage_index < len(self.stages) and pos.next_epoch >= self.stages[pos.stage_index].epochs:
             pos.stage_index, pos.next_epoch, pos.optimizer_state = pos.stage_index + 1, 0, None
         return pos
 
-    def wrap(self):
+    def wrap(self) -> DistributedDataParallel | None:
         """``DistributedDataParallel`` around the module, or None when there is nothing to train."""
         from torch.nn.parallel import DistributedDataParallel
 
         trainable = any(p.requires_grad for p in self.model.module.parameters())
         if not self.stages or not trainable:
             return None
-        return DistributedDataParallel(self.model.module, find_unused_parameters=True,
-                                       device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return DistributedDataParallel(
+            self.model.module,
+            find_unused_parameters=True,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+        )
 
     # ---- 3. the epoch loop ------------------------------------------------------------------
     def train_stages(self, pos: _Position) -> None:
@@ -418,34 +458,55 @@ class _RankRun:
         if si == pos.stage_index and pos.optimizer_state is not None:
             optimizer.load_state_dict(pos.optimizer_state)
         t_stage = time.perf_counter()
-        log.info("stage %s (%d/%d): epochs %d..%d of %d", stage.name, si + 1, len(self.stages), first + 1,
-                 stage.epochs, stage.epochs)
+        log.info(
+            "stage %s (%d/%d): epochs %d..%d of %d",
+            stage.name,
+            si + 1,
+            len(self.stages),
+            first + 1,
+            stage.epochs,
+            stage.epochs,
+        )
         record: dict[str, Any] = {}
         for epoch in range(first, stage.epochs):
             record = self.train_epoch(stage, epoch, optimizer, pos)
             self.report_progress(stage, epoch, record, pos)
             last = pos.global_epoch == self.total_epochs
-            stop_now = (self.spec.stop_after_epochs is not None and pos.global_epoch == self.spec.stop_after_epochs
-                        and not last)
+            stop_now = (
+                self.spec.stop_after_epochs is not None and pos.global_epoch == self.spec.stop_after_epochs and not last
+            )
             if last or stop_now or pos.global_epoch % self.spec.checkpoint_every == 0:
                 self.save_checkpoint(si, epoch + 1, optimizer, pos)
             if stop_now:
                 self.stopped = True
-                log.info("stopped after global epoch %d/%d (resumable with --resume)", pos.global_epoch,
-                         self.total_epochs)
+                log.info(
+                    "stopped after global epoch %d/%d (resumable with --resume)", pos.global_epoch, self.total_epochs
+                )
                 return
         if record:
-            log.info("stage %s done: %d epochs in %s, final loss %.4f", stage.name, stage.epochs - first,
-                     format_seconds(time.perf_counter() - t_stage), record["loss"])
+            log.info(
+                "stage %s done: %d epochs in %s, final loss %.4f",
+                stage.name,
+                stage.epochs - first,
+                format_seconds(time.perf_counter() - t_stage),
+                record["loss"],
+            )
 
-    def train_epoch(self, stage, epoch: int, optimizer, pos: _Position) -> dict[str, Any]:
+    def train_epoch(self, stage: Stage, epoch: int, optimizer: torch.optim.Optimizer, pos: _Position) -> dict[str, Any]:
         t0 = time.perf_counter()
-        local = _epoch(self.model, self.ddp, self.v, self.m, stage.name, optimizer, self.generator, self.world,
-                       self.device)
+        local = _epoch(
+            self.model, self.ddp, self.v, self.m, stage.name, optimizer, self.generator, self.world, self.device
+        )
         values = _reduce_mean(local, self.world, self.device)
         dt = time.perf_counter() - t0
         pos.global_epoch += 1
-        record = {"stage": stage.name, "epoch": epoch, "global_epoch": pos.global_epoch, **values, "seconds": dt}
+        record: dict[str, Any] = {
+            "stage": stage.name,
+            "epoch": epoch,
+            "global_epoch": pos.global_epoch,
+            **values,
+            "seconds": dt,
+        }
         if not math.isfinite(record["loss"]):
             raise FloatingPointError(f"non-finite loss at {stage.name} epoch {epoch}: {record}")
         pos.history.append(record)
@@ -460,7 +521,7 @@ class _RankRun:
                 self.metrics.flush()
         return record
 
-    def report_progress(self, stage, epoch: int, record: dict[str, Any], pos: _Position) -> None:
+    def report_progress(self, stage: Stage, epoch: int, record: dict[str, Any], pos: _Position) -> None:
         """First and last epoch of a stage, and every ``progress_every`` epochs: loss, s/epoch, ETA."""
         done = epoch + 1
         if not (epoch == 0 or done == stage.epochs or done % self.spec.progress_every == 0):
@@ -468,11 +529,22 @@ class _RankRun:
         recent = self.session_seconds[-50:]
         per_epoch = sum(recent) / len(recent)
         eta = per_epoch * (self.total_epochs - pos.global_epoch)
-        log.info("%s epoch %d/%d (global %d/%d): loss %.4f, %.3f s/epoch, ETA %s", stage.name, done, stage.epochs,
-                 pos.global_epoch, self.total_epochs, record["loss"], per_epoch, format_seconds(eta))
+        log.info(
+            "%s epoch %d/%d (global %d/%d): loss %.4f, %.3f s/epoch, ETA %s",
+            stage.name,
+            done,
+            stage.epochs,
+            pos.global_epoch,
+            self.total_epochs,
+            record["loss"],
+            per_epoch,
+            format_seconds(eta),
+        )
 
     # ---- 4. checkpoint ----------------------------------------------------------------------
-    def save_checkpoint(self, stage_index: int, next_epoch: int, optimizer, pos: _Position) -> None:
+    def save_checkpoint(
+        self, stage_index: int, next_epoch: int, optimizer: torch.optim.Optimizer, pos: _Position
+    ) -> None:
         """Every rank's RNG states gathered; rank 0 flushes the metrics and writes the file."""
         import torch.distributed as dist
 
@@ -483,13 +555,23 @@ class _RankRun:
         dist.all_gather_object(rngs, _rng_state(self.generator, self.device))
         if self.rank == 0:
             self.metrics.flush()
-            ckpt.save_checkpoint(self.spec.checkpoint_dir, {
-                "run_id": self.spec.run_id or "", "fingerprint": self.spec.fingerprint, "world_size": self.world,
-                "stage_index": stage_index, "next_epoch": next_epoch, "global_epoch": pos.global_epoch,
-                "module": {k: x.detach().cpu() for k, x in self.model.module.state_dict().items()},
-                "optimizer": optimizer.state_dict(), "rng": rngs, "history": pos.history,
-                "epoch_seconds": pos.epoch_seconds,
-            }, keep=self.spec.keep_checkpoints)
+            ckpt.save_checkpoint(
+                self.spec.checkpoint_dir,
+                {
+                    "run_id": self.spec.run_id or "",
+                    "fingerprint": self.spec.fingerprint,
+                    "world_size": self.world,
+                    "stage_index": stage_index,
+                    "next_epoch": next_epoch,
+                    "global_epoch": pos.global_epoch,
+                    "module": {k: x.detach().cpu() for k, x in self.model.module.state_dict().items()},
+                    "optimizer": optimizer.state_dict(),
+                    "rng": rngs,
+                    "history": pos.history,
+                    "epoch_seconds": pos.epoch_seconds,
+                },
+                keep=self.spec.keep_checkpoints,
+            )
         self.t_checkpoint += time.perf_counter() - t
 
     # ---- 5. payload -------------------------------------------------------------------------

@@ -31,13 +31,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyspark.sql import SparkSession
 
 from cookie.exceptions import ConfigError
 from cookie.storage import tracking as registry
 from cookie.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from cookie.config import Config
 
 log = logging.getLogger("cookie.train")
 
@@ -65,9 +68,11 @@ class TrainResult:
 
     def summary(self) -> str:
         t, e = self.timing, self.efficiency
-        lines = [f"run {self.run_id}: {self.status} after {self.global_epoch}/{self.total_epochs} epochs",
-                 f"  tracking   {self.tracking_uri}",
-                 f"  checkpoint {self.checkpoint_dir}"]
+        lines = [
+            f"run {self.run_id}: {self.status} after {self.global_epoch}/{self.total_epochs} epochs",
+            f"  tracking   {self.tracking_uri}",
+            f"  checkpoint {self.checkpoint_dir}",
+        ]
         if self.model_version is not None:
             lines.append(f"  model      {self.model_name} version {self.model_version} (alias {self.alias})")
             lines.append(f"  embeddings {self.embeddings_table} (Delta version {self.embeddings_table_version})")
@@ -75,13 +80,15 @@ class TrainResult:
             lines.append(
                 f"  efficiency params {e.get('params', 0):,}, FLOPs/step {e.get('flops_per_step', 0):,}, "
                 f"objectives {e.get('objectives', 0)}, {e.get('seconds_per_epoch', 0.0) * 1000:.1f} ms/epoch, "
-                f"peak step memory {e.get('peak_memory_mb', 0.0):.1f} MB")
+                f"peak step memory {e.get('peak_memory_mb', 0.0):.1f} MB"
+            )
         if t:
             lines.append(
                 f"  timing     distributor {t.get('distributor_s', 0):.1f} s (fixed overhead "
                 f"{t.get('distributor_overhead_s', 0):.1f} s, rank setup {t.get('setup_s', 0):.1f} s, "
                 f"training {t.get('train_s', 0):.1f} s, checkpoints {t.get('checkpoint_s', 0):.1f} s), "
-                f"job {t.get('job_s', 0):.1f} s")
+                f"job {t.get('job_s', 0):.1f} s"
+            )
         return "\n".join(lines)
 
 
@@ -110,7 +117,7 @@ class _Run:
     metrics_logged_through: int = 0
 
 
-def _use_gpu(cfg, spark: SparkSession) -> bool:
+def _use_gpu(cfg: Config, spark: SparkSession) -> bool:
     """``train.use_gpu``, else: CUDA is visible *and* Spark knows the driver's GPUs.
 
     TorchDistributor picks the GPUs of local-mode ranks from the driver's Spark resources
@@ -124,8 +131,10 @@ def _use_gpu(cfg, spark: SparkSession) -> bool:
     if not torch.cuda.is_available():
         return False
     if "gpu" not in spark.sparkContext.resources:
-        log.warning("CUDA is available but Spark has no driver GPU resources "
-                    "(spark.driver.resource.gpu.amount / discoveryScript): training on the CPU")
+        log.warning(
+            "CUDA is available but Spark has no driver GPU resources "
+            "(spark.driver.resource.gpu.amount / discoveryScript): training on the CPU"
+        )
         return False
     return True
 
@@ -134,7 +143,7 @@ def _timing_metrics(timing: dict[str, float]) -> dict[str, float]:
     return {f"timing/{k}": float(v) for k, v in timing.items()}
 
 
-def check_model_fits_views(cfg) -> None:
+def check_model_fits_views(cfg: Config) -> None:
     """The ``model:`` section against the config's views, before anything runs (a tiny model is built):
     ``single_view`` names a view, CooKIE/GFactorCL have two views, view names are usable."""
     from cookie.model import build_model
@@ -149,21 +158,25 @@ def check_model_fits_views(cfg) -> None:
         raise ConfigError(f"model ({mc.method}) with views {names}: {exc}") from exc
 
 
-def model_view_tables(spark: SparkSession, cfg) -> list[Any]:
+def model_view_tables(spark: SparkSession, cfg: Config) -> list[Any]:
     """The view tables the model reads (:func:`cookie.training.data.view_tables`; ``single_view``: its one
     view). Raises :class:`cookie.exceptions.MissingTable` when the feature job has not built them."""
     from cookie.training.data import view_tables
 
     mc = cfg.model_settings()
-    names = [mc.single_view] if mc.method == "single_view" else None
+    names: list[str] | None = None
+    if mc.method == "single_view":
+        assert mc.single_view is not None  # ModelConfig requires it for this method
+        names = [mc.single_view]
     return view_tables(spark, cfg, names)
 
 
-def _start_new_run(cfg, base: str, model_key: str, t_uri: str) -> _Run:
+def _start_new_run(cfg: Config, base: str, model_key: str, t_uri: str) -> _Run:
     import mlflow
 
-    experiment_id = registry.ensure_experiment(registry.client(t_uri), registry.experiment_name(cfg),
-                                              registry.artifact_location(cfg))
+    experiment_id = registry.ensure_experiment(
+        registry.client(t_uri), registry.experiment_name(cfg), registry.artifact_location(cfg)
+    )
     run = mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.name}-{cfg.model_settings().method}")
     run_id = run.info.run_id
     log.info("MLflow run %s started (experiment %s)", run_id, registry.experiment_name(cfg))
@@ -178,15 +191,18 @@ def _reopen_run(base: str, model_key: str, model_json: dict[str, Any], n: int, t
 
     run_id = ckpt.latest_run_id(base, model_key)
     if run_id is None:
-        raise ConfigError(f"nothing to resume: no run of {model_key} under {ckpt.config_dir(base, model_key)}; "
-                          "train without --resume")
+        raise ConfigError(
+            f"nothing to resume: no run of {model_key} under {ckpt.config_dir(base, model_key)}; train without --resume"
+        )
     rdir = ckpt.run_dir(base, model_key, run_id)
     info = ckpt.read_json(rdir, "run.json")
     if info["model"] != model_json:
         raise ConfigError(f"run {run_id} trained another model section; start a new run instead of --resume")
     if int(info["num_processes"]) != n:
-        raise ConfigError(f"run {run_id} ran with {info['num_processes']} processes; resume with the same number "
-                          "(every rank's random state is in the checkpoint)")
+        raise ConfigError(
+            f"run {run_id} ran with {info['num_processes']} processes; resume with the same number "
+            "(every rank's random state is in the checkpoint)"
+        )
     if mlflow.get_run(run_id).info.status == "FINISHED":
         raise ConfigError(f"run {run_id} already finished (and registered its model); nothing to resume")
     stats = FeatureStats.from_dict(ckpt.read_json(rdir, "stats.json"))
@@ -197,8 +213,17 @@ def _reopen_run(base: str, model_key: str, model_json: dict[str, Any], n: int, t
     return _Run(run_id, rdir, stats, resumed=True, metrics_logged_through=logged)
 
 
-def _record_new_run(spark, cfg, run: _Run, tables_: list[Any], base: str, model_key: str, n: int, t_uri: str,
-                    phase: dict[str, float]) -> None:
+def _record_new_run(
+    spark: SparkSession,
+    cfg: Config,
+    run: _Run,
+    tables_: list[Any],
+    base: str,
+    model_key: str,
+    n: int,
+    t_uri: str,
+    phase: dict[str, float],
+) -> None:
     """Statistics (one Spark aggregate per view), saved beside the checkpoints and logged into the run."""
     import mlflow
 
@@ -209,51 +234,98 @@ def _record_new_run(spark, cfg, run: _Run, tables_: list[Any], base: str, model_
     model_json = model_config.model_dump(mode="json")
     run.stats = stats = compute_stats(spark, cfg, tables_)
     phase["stats_s"] = time.perf_counter() - t
-    log.info("statistics computed: %d regions, views %s (%.1f s)", stats.n_regions,
-             {v.name: f"{len(v.features)} features, {v.kind}" for v in stats.views}, phase["stats_s"])
+    log.info(
+        "statistics computed: %d regions, views %s (%.1f s)",
+        stats.n_regions,
+        {v.name: f"{len(v.features)} features, {v.kind}" for v in stats.views},
+        phase["stats_s"],
+    )
     ckpt.write_json(run.dir, "stats.json", stats.to_dict())
-    ckpt.write_json(run.dir, "run.json", {"run_id": run.run_id, "config": cfg.name, "model": model_json,
-                                          "num_processes": n, "tracking_uri": registry.redact_uri(t_uri)})
+    ckpt.write_json(
+        run.dir,
+        "run.json",
+        {
+            "run_id": run.run_id,
+            "config": cfg.name,
+            "model": model_json,
+            "num_processes": n,
+            "tracking_uri": registry.redact_uri(t_uri),
+        },
+    )
     ckpt.mark_latest(base, model_key, run.run_id)
     mlflow.log_params(registry.run_params(cfg, model_config, stats, n))
-    mlflow.set_tags({"cookie.config": cfg.name, "cookie.method": model_config.method,
-                     "cookie.checkpoint_dir": str(run.dir)})
+    mlflow.set_tags(
+        {"cookie.config": cfg.name, "cookie.method": model_config.method, "cookie.checkpoint_dir": str(run.dir)}
+    )
     mlflow.log_dict(stats.to_dict(), "preprocessing.json")
     mlflow.log_dict(registry.redact(json.loads(cfg.model_dump_json())), "config.json")  # no secrets in artifacts
 
 
-def _worker_spec(cfg, run: _Run, n: int, t_uri: str, resume: bool, stop: int | None, use_gpu: bool,
-                 callback: Callable[[dict[str, Any]], None] | None) -> Any:
+def _worker_spec(
+    cfg: Config,
+    run: _Run,
+    n: int,
+    t_uri: str,
+    resume: bool,
+    stop: int | None,
+    use_gpu: bool,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> Any:
     from cookie.training.distributed import WorkerSpec
 
     tc = cfg.train
     model_json = cfg.model_settings().model_dump(mode="json")
     stats = run.stats.to_dict()
     return WorkerSpec(
-        model_config=model_json, stats=stats, fingerprint=ckpt.fingerprint(model_json, stats, n),
-        checkpoint_dir=str(run.dir), run_id=run.run_id, tracking_uri=t_uri, resume=resume,
-        stop_after_epochs=stop, checkpoint_every=tc.checkpoint_every, keep_checkpoints=tc.keep_checkpoints,
-        log_every=tc.log_every, progress_every=tc.progress_every, metrics_logged_through=run.metrics_logged_through,
-        torch_threads=tc.torch_threads, use_gpu=use_gpu, profile=tc.profile, callback=callback,
+        model_config=model_json,
+        stats=stats,
+        fingerprint=ckpt.fingerprint(model_json, stats, n),
+        checkpoint_dir=str(run.dir),
+        run_id=run.run_id,
+        tracking_uri=t_uri,
+        resume=resume,
+        stop_after_epochs=stop,
+        checkpoint_every=tc.checkpoint_every,
+        keep_checkpoints=tc.keep_checkpoints,
+        log_every=tc.log_every,
+        progress_every=tc.progress_every,
+        metrics_logged_through=run.metrics_logged_through,
+        torch_threads=tc.torch_threads,
+        use_gpu=use_gpu,
+        profile=tc.profile,
+        callback=callback,
     )
 
 
-def _distribute(spec: Any, n: int, local_mode: bool, use_gpu: bool, phase: dict[str, float]) -> tuple[dict, dict]:
+def _distribute(
+    spec: Any, n: int, local_mode: bool, use_gpu: bool, phase: dict[str, float]
+) -> tuple[dict[str, Any], dict[str, float]]:
     """TorchDistributor over ``train_worker``; rank 0's payload and the timings."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from cookie.training.distributed import decode_payload, train_worker
 
     distributor = TorchDistributor(num_processes=n, local_mode=local_mode, use_gpu=use_gpu)
-    log.info("TorchDistributor started: %d process(es), %s, %s", n, "local mode" if local_mode else "barrier tasks",
-             "GPU" if use_gpu else "CPU")
+    log.info(
+        "TorchDistributor started: %d process(es), %s, %s",
+        n,
+        "local mode" if local_mode else "barrier tasks",
+        "GPU" if use_gpu else "CPU",
+    )
     t = time.perf_counter()
-    out = decode_payload(distributor.run(train_worker, spec))
+    blob = distributor.run(train_worker, spec)
+    assert blob is not None  # train_worker returns rank 0's encoded payload
+    out = decode_payload(blob)
     dist_s = time.perf_counter() - t
     timing = {**phase, **out["timing"], "distributor_s": dist_s}
     timing["distributor_overhead_s"] = dist_s - timing["worker_total_s"]
-    log.info("TorchDistributor finished in %.1f s: %s after %d/%d epochs", dist_s,
-             "stopped" if out["stopped"] else "trained", out["global_epoch"], out["total_epochs"])
+    log.info(
+        "TorchDistributor finished in %.1f s: %s after %d/%d epochs",
+        dist_s,
+        "stopped" if out["stopped"] else "trained",
+        out["global_epoch"],
+        out["total_epochs"],
+    )
     return out, timing
 
 
@@ -268,8 +340,15 @@ def _finish_stopped(result: TrainResult, t_job: float) -> TrainResult:
     return result
 
 
-def _finish_trained(spark, cfg, result: TrainResult, out: dict[str, Any], run: _Run, publish: Publish | None,
-                    t_job: float) -> TrainResult:
+def _finish_trained(
+    spark: SparkSession,
+    cfg: Config,
+    result: TrainResult,
+    out: dict[str, Any],
+    run: _Run,
+    publish: Publish | None,
+    t_job: float,
+) -> TrainResult:
     """Artefacts of the finished run, then ``publish`` inside it; the run ends FINISHED."""
     import mlflow
 
@@ -279,8 +358,10 @@ def _finish_trained(spark, cfg, result: TrainResult, out: dict[str, Any], run: _
     result.model = model_from_state(out["state"])
     result.stats = run.stats
     mlflow.log_dict({"history": out["history"]}, "history.json")
-    mlflow.log_dict({"efficiency": out["efficiency"], "timing": timing, "shard_sizes": out["shard_sizes"],
-                     "device": out["device"]}, "efficiency.json")
+    mlflow.log_dict(
+        {"efficiency": out["efficiency"], "timing": timing, "shard_sizes": out["shard_sizes"], "device": out["device"]},
+        "efficiency.json",
+    )
     if publish is not None:
         t = time.perf_counter()
         pub = publish(spark, cfg, result.model, run.stats, run.run_id)
@@ -288,8 +369,13 @@ def _finish_trained(spark, cfg, result: TrainResult, out: dict[str, Any], run: _
         timing.update(pub.timing)
         result.model_name, result.model_version, result.alias = pub.model_name, pub.model_version, cfg.train.alias
         result.embeddings_table, result.embeddings_table_version = pub.embeddings_table, pub.embeddings_table_version
-        mlflow.set_tags({"cookie.model_name": pub.model_name, "cookie.model_version": str(pub.model_version),
-                         "cookie.embeddings_table": pub.embeddings_table})
+        mlflow.set_tags(
+            {
+                "cookie.model_name": pub.model_name,
+                "cookie.model_version": str(pub.model_version),
+                "cookie.embeddings_table": pub.embeddings_table,
+            }
+        )
     timing["job_s"] = time.perf_counter() - t_job
     mlflow.log_metrics(_timing_metrics(timing))
     mlflow.end_run("FINISHED")
@@ -299,7 +385,7 @@ def _finish_trained(spark, cfg, result: TrainResult, out: dict[str, Any], run: _
 
 def train(
     spark: SparkSession,
-    cfg,
+    cfg: Config,
     *,
     resume: bool = False,
     num_processes: int | None = None,
@@ -337,9 +423,17 @@ def train(
         spec = _worker_spec(cfg, run, n, t_uri, resume, stop, use_gpu, callback)
         phase["prepare_s"] = time.perf_counter() - t
         out, timing = _distribute(spec, n, tc.local_mode, use_gpu, phase)
-        result = TrainResult(run_id=run.run_id, status="FINISHED", global_epoch=out["global_epoch"],
-                             total_epochs=out["total_epochs"], checkpoint_dir=str(run.dir), tracking_uri=t_uri,
-                             history=out["history"], efficiency=out["efficiency"], timing=timing)
+        result = TrainResult(
+            run_id=run.run_id,
+            status="FINISHED",
+            global_epoch=out["global_epoch"],
+            total_epochs=out["total_epochs"],
+            checkpoint_dir=str(run.dir),
+            tracking_uri=t_uri,
+            history=out["history"],
+            efficiency=out["efficiency"],
+            timing=timing,
+        )
         if out["stopped"]:
             return _finish_stopped(result, t_job)
         return _finish_trained(spark, cfg, result, out, run, publish, t_job)

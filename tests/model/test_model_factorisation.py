@@ -52,7 +52,9 @@ def test_pair_factor_read_best_from_its_shared_block(trained) -> None:
     margins = []
     for (a, b), factor in data.pair.items():
         own = r2(f"shared_{a}__{b}", factor)
-        other_shared = max(r2(blk, factor) for blk in model.block_names if blk.startswith("shared_") and blk != f"shared_{a}__{b}")
+        other_shared = max(
+            r2(blk, factor) for blk in model.block_names if blk.startswith("shared_") and blk != f"shared_{a}__{b}"
+        )
         best_unique = max(r2(blk, factor) for blk in uniques)
         assert own > 0.4, (a, b, own)
         assert own > other_shared + 0.15, (a, b, own, other_shared)

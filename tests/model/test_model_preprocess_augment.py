@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from cookie.model.augment import Augmenter, feature_mask, gaussian_noise, mixup

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from cookie_test_tables import build_tables  # noqa: E402
+from cookie_test_tables import build_tables
 
 
 @pytest.fixture(scope="session")

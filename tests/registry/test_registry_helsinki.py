@@ -40,8 +40,9 @@ def _client(cfg) -> MlflowClient:
 
 
 def _table(spark, cfg):
-    return (spark.read.format("delta").load(E.location(cfg).path).toPandas()
-            .sort_values("region_id").reset_index(drop=True))
+    return (
+        spark.read.format("delta").load(E.location(cfg).path).toPandas().sort_values("region_id").reset_index(drop=True)
+    )
 
 
 def test_helsinki_trains_and_masks_missing_views(spark, trained):
@@ -49,8 +50,14 @@ def test_helsinki_trains_and_masks_missing_views(spark, trained):
     assert r.status == "FINISHED" and r.model_version == 1
     pdf = _table(spark, cfg)
     assert len(pdf) == 144 and set(pdf["model_version"]) == {1}
-    no_poi = spark.read.format("delta").load(str(Path(cfg.warehouse_path()) / "view_poi")) \
-        .where(~F.col("_present")).select("region_id").toPandas()["region_id"].tolist()
+    no_poi = (
+        spark.read.format("delta")
+        .load(str(Path(cfg.warehouse_path()) / "view_poi"))
+        .where(~F.col("_present"))
+        .select("region_id")
+        .toPandas()["region_id"]
+        .tolist()
+    )
     assert no_poi, "Helsinki has regions without POIs"
     blocks = pdf.set_index("region_id").loc[no_poi, "unique_poi"]
     assert all(np.all(np.asarray(b) == 0) for b in blocks)
@@ -96,8 +103,7 @@ def test_aliases_and_lookups(spark, trained):
     assert got["embedding"].iloc[2] is None
     regions = spark.read.format("delta").load(str(Path(cfg.warehouse_path()) / "regions")).toPandas()
     centre = regions.sort_values("region_id").iloc[5]
-    pts = lookup_points(spark, cfg, [(centre["centroid_lat"], centre["centroid_lon"]), (0.0, 0.0)],
-                        alias="challenger")
+    pts = lookup_points(spark, cfg, [(centre["centroid_lat"], centre["centroid_lon"]), (0.0, 0.0)], alias="challenger")
     assert pts["region_id"].iloc[0] == centre["region_id"] and pts["region_id"].iloc[1] is None
     np.testing.assert_array_equal(pts["embedding"].iloc[0], table.loc[centre["region_id"], "embedding"])
     assert pts["embedding"].iloc[1] is None
@@ -109,7 +115,9 @@ def test_lookup_job_prints_the_vector(spark, trained, capsys):
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
     cfg_path = str(Path(cfg.warehouse_path()).parents[1] / "helsinki.yaml")
-    assert job.run_verb("lookup", ["--config", cfg_path, "--alias", "challenger", "--lat", "60.17", "--lon", "24.94"]) == 0
+    assert (
+        job.run_verb("lookup", ["--config", cfg_path, "--alias", "challenger", "--lat", "60.17", "--lon", "24.94"]) == 0
+    )
     out = capsys.readouterr().out
     assert f"{NAME} v{r.model_version}" in out and "norm" in out and "region 8a" in out
 
@@ -157,8 +165,7 @@ def test_publish_rolls_back_the_version_when_the_table_write_fails(spark, helsin
     (tmp_path / "warehouse" / "helsinki" / "embeddings").write_text("not a Delta table")  # the write fails
     client = _client(cfg)
     exp_id = registry.ensure_experiment(client, registry.experiment_name(cfg), registry.artifact_location(cfg))
-    with mlflow.start_run(experiment_id=exp_id) as run:
-        with pytest.raises(Exception):
-            publish(spark, cfg, model, stats, run.info.run_id)
+    with mlflow.start_run(experiment_id=exp_id) as run, pytest.raises(Exception):
+        publish(spark, cfg, model, stats, run.info.run_id)
     assert client.search_model_versions(f"name = '{NAME}'") == []
     assert client.search_registered_models() == []

@@ -110,3 +110,38 @@ def test_load_embeddings(cfg):
         D.load_embeddings(cfg, "m", model_version=5)
     with pytest.raises(ValueError):
         D.load_embeddings(cfg, "m")
+
+
+def test_load_embeddings_ignores_other_models_blocks(tmp_path):
+    """One table holds every model; a block column of another model is null on this model's rows."""
+    from deltalake import write_deltalake
+
+    wh = tmp_path / "wh" / "t"
+    base = {"model_version": np.int32(1), "run_id": "r", "created_at": pd.Timestamp("2026-01-01", tz="UTC")}
+    rows = [
+        {
+            **base,
+            "region_id": str(i),
+            "model_name": "a",
+            "embedding": np.ones(2),
+            "unique_x": np.ones(2),
+            "raw_x": None,
+            "region_order": np.int32(i),
+        }
+        for i in range(3)
+    ]
+    rows += [
+        {
+            **base,
+            "region_id": str(i),
+            "model_name": "b",
+            "embedding": np.ones(2),
+            "unique_x": None,
+            "raw_x": np.ones(2),
+            "region_order": np.int32(i),
+        }
+        for i in range(3)
+    ]
+    write_deltalake(str(wh / "embeddings"), pd.DataFrame(rows))
+    b = D.load_embeddings(_Cfg(tmp_path / "wh"), "b", model_version=1)
+    assert sorted(b.blocks) == ["raw_x"] and b.X.shape == (3, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cookie_test_tables import build_tables
 
 

@@ -39,8 +39,14 @@ def build_tables(spark, tmp_path_factory, name: str) -> Path:
     return wh
 
 
-def make_config(tmp: Path, name: str, tables_root: Path, model: dict[str, Any] | None = None,
-                train: dict[str, Any] | None = None, copy: bool = True):
+def make_config(
+    tmp: Path,
+    name: str,
+    tables_root: Path,
+    model: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    copy: bool = True,
+):
     """A config of ``conf/<name>.yaml`` whose warehouse, MLflow store and checkpoints live in ``tmp``."""
     from cookie.config import load_config
 
@@ -55,14 +61,19 @@ def make_config(tmp: Path, name: str, tables_root: Path, model: dict[str, Any] |
     raw = yaml.safe_load((REPO / "conf" / f"{name}.yaml").read_text())
     raw["output"] = {"warehouse": str(wh)}
     raw["model"] = {**SMALL_MODEL, **(model or {})}
-    raw["train"] = {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "checkpoint_dir": str(tmp / "checkpoints"),
-                    "num_processes": 2, "profile": True, **(train or {})}
+    raw["train"] = {
+        "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "checkpoint_dir": str(tmp / "checkpoints"),
+        "num_processes": 2,
+        "profile": True,
+        **(train or {}),
+    }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path, base_dir=str(REPO))
 
 
-def raw_view_frame(cfg, stats) -> "Any":
+def raw_view_frame(cfg, stats) -> Any:
     """Every region's raw features as the pyfunc's flat frame, read with the deltalake package."""
     from deltalake import DeltaTable
 
@@ -72,6 +83,8 @@ def raw_view_frame(cfg, stats) -> "Any":
     frame = regions.sort_values("region_id").reset_index(drop=True)
     for vs in stats.views:
         df = DeltaTable(vs.table).to_pandas(columns=["region_id", *vs.features, "_present"])
-        df = df.rename(columns={f: feature_column(vs.name, f) for f in vs.features} | {"_present": present_column(vs.name)})
+        df = df.rename(
+            columns={f: feature_column(vs.name, f) for f in vs.features} | {"_present": present_column(vs.name)}
+        )
         frame = frame.merge(df, on="region_id", how="left")
     return frame

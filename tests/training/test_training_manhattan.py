@@ -27,8 +27,14 @@ from cookie_test_tables import REPO, make_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared_data, pytest.mark.slow]
 VIEWS = ["mobility", "poi", "landuse"]
-BLOCKS = ["unique_mobility", "unique_poi", "unique_landuse", "shared_mobility__poi", "shared_mobility__landuse",
-          "shared_poi__landuse"]
+BLOCKS = [
+    "unique_mobility",
+    "unique_poi",
+    "unique_landuse",
+    "shared_mobility__poi",
+    "shared_mobility__landuse",
+    "shared_poi__landuse",
+]
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +90,13 @@ def test_trains_logs_checkpoints_registers_and_writes_the_table(spark, full_run)
     assert [m.step for m in client.get_metric_history(r.run_id, "loss")] == [1, 2, 3, 4, 5, 6]
     m = run.data.metrics
     assert m["efficiency/objectives"] == 6 and m["efficiency/params"] > 0 and m["efficiency/flops_per_step"] > 0
-    for key in ("efficiency/seconds_per_epoch", "efficiency/peak_memory_mb", "timing/distributor_overhead_s",
-                "timing/job_s", "efficiency/peak_rss_mb_rank1"):
+    for key in (
+        "efficiency/seconds_per_epoch",
+        "efficiency/peak_memory_mb",
+        "timing/distributor_overhead_s",
+        "timing/job_s",
+        "efficiency/peak_rss_mb_rank1",
+    ):
         assert m[key] > 0, key
     artifacts = {a.path for a in client.list_artifacts(r.run_id)}
     assert {"preprocessing.json", "history.json", "efficiency.json", "config.json"} <= artifacts
@@ -97,14 +108,24 @@ def test_trains_logs_checkpoints_registers_and_writes_the_table(spark, full_run)
     df = _table(spark, cfg)
     assert df.columns == list(E.KEY_COLUMNS) + BLOCKS
     types = dict(df.dtypes)
-    assert [types[c] for c in E.KEY_COLUMNS] == ["string", "int", "string", "int", "string", "timestamp",
-                                                 "array<float>"]
+    assert [types[c] for c in E.KEY_COLUMNS] == [
+        "string",
+        "int",
+        "string",
+        "int",
+        "string",
+        "timestamp",
+        "array<float>",
+    ]
     assert all(types[b] == "array<float>" for b in BLOCKS)
     pdf = df.toPandas()
     assert len(pdf) == 180 and pdf["region_id"].is_unique
     # ids "0".."179": region_order is the numeric order, not the string order ('0', '1', '10', ...)
-    assert pdf.sort_values("region_order")["region_id"].tolist() == order_ids(pdf["region_id"]) \
+    assert (
+        pdf.sort_values("region_order")["region_id"].tolist()
+        == order_ids(pdf["region_id"])
         == [str(i) for i in range(180)]
+    )
     assert sorted(pdf["region_order"]) == list(range(180))
     assert set(pdf["model_name"]) == {"cookie_manhattan180"} and set(pdf["model_version"]) == {1}
     assert set(pdf["run_id"]) == {r.run_id}
@@ -125,7 +146,9 @@ def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_
     before = _vectors(spark, cfg)[1]
     for _ in range(2):
         E.write_embeddings(spark, cfg, model, stats, "cookie_manhattan180", 99, "another-run")
-    counts = {row["model_version"]: row["count"] for row in _table(spark, cfg).groupBy("model_version").count().collect()}
+    counts = {
+        row["model_version"]: row["count"] for row in _table(spark, cfg).groupBy("model_version").count().collect()
+    }
     assert counts == {1: 180, 99: 180}
     v1 = E.read_embeddings(spark, cfg, "cookie_manhattan180", 1).select("region_id", "embedding").toPandas()
     np.testing.assert_array_equal(np.stack(v1.sort_values("region_id")["embedding"].to_numpy()), before)
@@ -150,8 +173,15 @@ def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_ta
     # rank 0's progress reaches the driver's console through TorchDistributor's output
     out = capsys.readouterr().out
     assert "cookie.train [rank 0]" in out and "[rank 1]" not in out
-    for line in ("stage intra (1/2)", "intra epoch 1/3 (global 1/6)", "intra epoch 2/3", "intra epoch 3/3",
-                 "stage intra done", "pair epoch 1/3 (global 4/6)", "stopped after global epoch 4/6"):
+    for line in (
+        "stage intra (1/2)",
+        "intra epoch 1/3 (global 1/6)",
+        "intra epoch 2/3",
+        "intra epoch 3/3",
+        "stage intra done",
+        "pair epoch 1/3 (global 4/6)",
+        "stopped after global epoch 4/6",
+    ):
         assert line in out, line
     assert "s/epoch, ETA" in out
     driver = caplog.text
@@ -198,12 +228,19 @@ def test_a_second_method_on_the_same_config_is_a_model_of_its_own(spark, full_ru
     with pytest.raises(ConfigError, match="nothing to resume"):
         train_and_publish(spark, raw_cfg, resume=True)
     r = train_and_publish(spark, raw_cfg)
-    assert (r.status, r.global_epoch, r.total_epochs, r.model_name, r.model_version) == \
-        ("FINISHED", 0, 0, "cookie_manhattan180_raw", 1)
+    assert (r.status, r.global_epoch, r.total_epochs, r.model_name, r.model_version) == (
+        "FINISHED",
+        0,
+        0,
+        "cookie_manhattan180_raw",
+        1,
+    )
     assert r.timing["worker_total_s"] > 0 and r.history == []
     client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
-    assert sorted(m.name for m in client.search_registered_models()) == ["cookie_manhattan180",
-                                                                          "cookie_manhattan180_raw"]
+    assert sorted(m.name for m in client.search_registered_models()) == [
+        "cookie_manhattan180",
+        "cookie_manhattan180_raw",
+    ]
     base = cfg.resolve(cfg.train.checkpoint_dir)
     assert ckpt.latest_run_id(base, "cookie_manhattan180") == ref.run_id
     assert ckpt.latest_run_id(base, "cookie_manhattan180_raw") == r.run_id != ref.run_id

@@ -10,12 +10,19 @@ import yaml
 from pydantic import ValidationError
 
 from cookie.config import ConfigError, load_config
-from cookie.preprocessing import log1p_zscore, zscore
-from cookie.training import checkpoint as ckpt
 from cookie.config.train import TrainConfig
+from cookie.preprocessing import (
+    FeatureStats,
+    ViewStats,
+    feature_column,
+    log1p_zscore,
+    present_column,
+    transform_view,
+    zscore,
+)
+from cookie.training import checkpoint as ckpt
 from cookie.training.data import shard_of
 from cookie.training.distributed import decode_payload, encode_payload
-from cookie.preprocessing import FeatureStats, ViewStats, feature_column, present_column, transform_view
 
 from cookie_test_tables import REPO
 
@@ -56,8 +63,9 @@ def _stats(x: np.ndarray, present: np.ndarray, kind: str) -> ViewStats:
     v = np.log1p(np.clip(x, 0, None)) if kind == "counts" else x
     rows = v[present]
     std = rows.std(0)
-    return ViewStats("a", kind, [f"f{i}" for i in range(x.shape[1])], rows.mean(0).tolist(),
-                     np.where(std > 1e-8, std, 1.0).tolist())
+    return ViewStats(
+        "a", kind, [f"f{i}" for i in range(x.shape[1])], rows.mean(0).tolist(), np.where(std > 1e-8, std, 1.0).tolist()
+    )
 
 
 @pytest.mark.parametrize("kind", ["counts", "zscore"])
@@ -123,14 +131,17 @@ def test_payload_bytes_are_identical_for_equal_payloads():
     assert out["history"] == payload["history"] and torch.equal(out["state"]["w"], payload["state"]["w"])
 
 
-@pytest.mark.parametrize("method, model, match", [
-    ("cookie", {"epochs_intra": 0, "epochs_pair": 0}, "untrained model"),
-    ("cookie", {"epochs_intra": 5, "epochs_pair": 0}, "shared heads untrained"),
-    ("cookie", {"epochs_intra": 0, "epochs_pair": 5, "lambda_intra": 0.0}, "unique heads untrained"),
-    ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 0}, "nothing would train"),
-    ("intra_only", {"epochs_intra": 0, "epochs_pair": 5}, "epochs_intra must be at least 1"),
-    ("pair_only", {"epochs_intra": 5, "epochs_pair": 0}, "epochs_pair must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "method, model, match",
+    [
+        ("cookie", {"epochs_intra": 0, "epochs_pair": 0}, "untrained model"),
+        ("cookie", {"epochs_intra": 5, "epochs_pair": 0}, "shared heads untrained"),
+        ("cookie", {"epochs_intra": 0, "epochs_pair": 5, "lambda_intra": 0.0}, "unique heads untrained"),
+        ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 0}, "nothing would train"),
+        ("intra_only", {"epochs_intra": 0, "epochs_pair": 5}, "epochs_intra must be at least 1"),
+        ("pair_only", {"epochs_intra": 5, "epochs_pair": 0}, "epochs_pair must be at least 1"),
+    ],
+)
 def test_config_refuses_learned_methods_that_would_not_train(tmp_path, method, model, match):
     raw = yaml.safe_load((REPO / "conf" / "helsinki.yaml").read_text())
     raw["model"] = {"method": method, **model}
@@ -141,18 +152,24 @@ def test_config_refuses_learned_methods_that_would_not_train(tmp_path, method, m
     raw["model"] = {}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=match):  # the same through --set on a good file
-        load_config(path, base_dir=str(REPO), overrides=[f"model.method={method}"]
-                    + [f"model.{k}={v}" for k, v in model.items()])
+        load_config(
+            path,
+            base_dir=str(REPO),
+            overrides=[f"model.method={method}"] + [f"model.{k}={v}" for k, v in model.items()],
+        )
 
 
-@pytest.mark.parametrize("method, model", [
-    ("cookie", {"epochs_intra": 0, "epochs_pair": 5}),  # intra terms still trained in stage 'pair'
-    ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 5}),
-    ("intra_only", {"epochs_intra": 5, "epochs_pair": 0}),
-    ("pair_only", {"epochs_intra": 0, "epochs_pair": 5}),
-    ("raw", {"epochs_intra": 0, "epochs_pair": 0}),  # statistics only: epochs do not matter
-    ("raw_pca", {"epochs_intra": 0, "epochs_pair": 0}),
-])
+@pytest.mark.parametrize(
+    "method, model",
+    [
+        ("cookie", {"epochs_intra": 0, "epochs_pair": 5}),  # intra terms still trained in stage 'pair'
+        ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 5}),
+        ("intra_only", {"epochs_intra": 5, "epochs_pair": 0}),
+        ("pair_only", {"epochs_intra": 0, "epochs_pair": 5}),
+        ("raw", {"epochs_intra": 0, "epochs_pair": 0}),  # statistics only: epochs do not matter
+        ("raw_pca", {"epochs_intra": 0, "epochs_pair": 0}),
+    ],
+)
 def test_config_accepts_settings_that_train(tmp_path, method, model):
     from cookie.model import build_model
 
@@ -162,7 +179,9 @@ def test_config_accepts_settings_that_train(tmp_path, method, model):
     path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path, base_dir=str(REPO))
     stages = build_model(cfg.model.model_copy(update={"embed_dim": 2, "hidden_dim": 2}), {"a": 2, "b": 2}).stages()
-    assert all(s.epochs >= 0 for s in stages) and (sum(s.epochs for s in stages) > 0) == (method not in ("raw", "raw_pca"))
+    assert all(s.epochs >= 0 for s in stages) and (sum(s.epochs for s in stages) > 0) == (
+        method not in ("raw", "raw_pca")
+    )
 
 
 def test_prefit_from_sums_matches_one_process():
@@ -180,8 +199,10 @@ def test_prefit_from_sums_matches_one_process():
         one.module.prefit(v, m)
         halves = [slice(0, 17), slice(17, 40)]
         shards = [build_model(cfg, {"a": 5, "b": 4}) for _ in halves]
-        parts = [s.prepare({k: x[h] for k, x in views.items()}, {k: (None if x is None else x[h])
-                                                                   for k, x in masks.items()}) for s, h in zip(shards, halves)]
+        parts = [
+            s.prepare({k: x[h] for k, x in views.items()}, {k: (None if x is None else x[h]) for k, x in masks.items()})
+            for s, h in zip(shards, halves)
+        ]
 
         import threading  # the two shards' prefit run in lock-step, like ranks, summing every reduced tensor
 
@@ -195,10 +216,13 @@ def test_prefit_from_sums_matches_one_process():
                 total = box[0] + box[1]
                 barrier.wait()
                 return total
+
             return reduce
 
-        threads = [threading.Thread(target=s.module.prefit, args=(pv, pm), kwargs={"reduce": reduce_for(i)})
-                   for i, (s, (pv, pm)) in enumerate(zip(shards, parts))]
+        threads = [
+            threading.Thread(target=s.module.prefit, args=(pv, pm), kwargs={"reduce": reduce_for(i)})
+            for i, (s, (pv, pm)) in enumerate(zip(shards, parts))
+        ]
         for t in threads:
             t.start()
         for t in threads:

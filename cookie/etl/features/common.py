@@ -19,6 +19,8 @@ class ViewResult:
     df: DataFrame  # region_id, <features...>, _present
     feature_names: list[str]
     stats: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # written as cookie.<key> table properties
+    seconds: float = 0.0  # time spent building the view
 
 
 def slug(text: str) -> str:
@@ -65,7 +67,8 @@ def resolve_categories(
 
 def pivot_wide(long: DataFrame, value: str, categories: list[str], names: list[str]) -> DataFrame:
     """(region_id, category, value) -> one column per category, in the given order."""
-    wide = long.groupBy(C.REGION_ID).pivot(C.CATEGORY, categories).agg(F.sum(value))
+    values: list[bool | float | int | str] = list(categories)
+    wide = long.groupBy(C.REGION_ID).pivot(C.CATEGORY, values).agg(F.sum(value))
     return wide.select(C.REGION_ID, *[F.col(f"`{c}`").alias(n) for c, n in zip(categories, names)])
 
 

@@ -98,8 +98,7 @@ def od_features(
     out = complete(regions, feats, names)
     stats = {"edges": edges.count(), "unknown_region_edges": unknown, "method_rows": int(method == "rows")}
     res = ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)
-    res.stats.update({k: 0 for k in ()})
-    res.extra = extra  # type: ignore[attr-defined]
+    res.extra = extra
     return res
 
 
@@ -112,7 +111,8 @@ def _svd_vectors(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, dim:
     rows = (
         e.rdd.map(lambda r: (r["_o"], (r["_d"], r["_v"])))
         .groupByKey()
-        .map(lambda kv: IndexedRow(kv[0], Vectors.sparse(n, sorted(kv[1]))))
+        # pyspark annotates IndexedRow with the pyspark.ml VectorLike; it takes the mllib vectors used here
+        .map(lambda kv: IndexedRow(kv[0], Vectors.sparse(n, sorted(kv[1]))))  # type: ignore[arg-type]
     )
     mat = IndexedRowMatrix(rows, numRows=n, numCols=n)
     svd = mat.computeSVD(k, computeU=True)
@@ -121,7 +121,9 @@ def _svd_vectors(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, dim:
     signs = np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
     signs[signs == 0] = 1.0
     v_s = v * signs * s
-    u_rows = svd.U.rows.map(lambda r: (int(r.index), [float(x) for x in (np.asarray(r.vector.toArray()) * signs * s)]))
+    u = svd.U
+    assert u is not None  # computeU=True
+    u_rows = u.rows.map(lambda r: (int(r.index), [float(x) for x in (np.asarray(r.vector.toArray()) * signs * s)]))
     out_names = [f"out_svd_{i:02d}" for i in range(dim)]
     in_names = [f"in_svd_{i:02d}" for i in range(dim)]
     pad = dim - len(s)

@@ -24,7 +24,9 @@ def read_rasters(spark: SparkSession, path: str) -> DataFrame:
 
 
 def raster_bands(rasters: DataFrame) -> int:
-    return int(rasters.select(F.expr("RS_NumBands(raster)").alias("b")).agg(F.max("b")).first()[0])
+    row = rasters.select(F.expr("RS_NumBands(raster)").alias("b")).agg(F.max("b")).first()
+    assert row is not None  # an aggregate has one row
+    return int(row[0])
 
 
 def zonal_stats(

@@ -41,6 +41,7 @@ def region_vectors(
         )
         .first()
     )
+    assert counts is not None  # an aggregate has one row
     if counts["dups"]:
         dup = table.groupBy(C.REGION_ID).count().where("count > 1").limit(5).collect()
         raise InputError(f"{where}: duplicate region ids: {[r[0] for r in dup]}")

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,8 +60,11 @@ LAYER_GEOMETRY = {
 }
 _BATCH = 50_000
 
+if TYPE_CHECKING:
+    from osmium.osm import TagList
 
-def _poi_category(tags) -> str | None:
+
+def _poi_category(tags: TagList) -> str | None:
     for key in POI_KEYS:
         value = tags.get(key)
         if value:
@@ -68,7 +72,7 @@ def _poi_category(tags) -> str | None:
     return None
 
 
-def _green_category(tags) -> str | None:
+def _green_category(tags: TagList) -> str | None:
     for key, values in GREEN.items():
         if tags.get(key) in values:
             return "green"
@@ -80,7 +84,7 @@ class _LayerWriter:
 
     def __init__(self, path: Path, geometry_type: str):
         self.path = path
-        self.rows: dict[str, list] = {"osm_id": [], "category": [], "geometry": []}
+        self.rows: dict[str, list[Any]] = {"osm_id": [], "category": [], "geometry": []}
         geo = {
             "version": "1.0.0",
             "primary_column": "geometry",
@@ -126,6 +130,7 @@ def convert_pbf(pbf_path: str, out_dir: str) -> dict[str, int]:
     half-converted cache that a later run would trust.
     """
     import osmium
+    from osmium.osm import Area, Node, Way
     from shapely import wkb as shp_wkb
 
     if not os.path.isfile(pbf_path):
@@ -140,24 +145,26 @@ def convert_pbf(pbf_path: str, out_dir: str) -> dict[str, int]:
         processor = osmium.FileProcessor(pbf_path).with_locations().with_areas()
         for obj in processor:
             tags = obj.tags
-            if obj.is_node():
+            if isinstance(obj, Node):  # what obj.is_node() tests, narrowing the type
                 cat = _poi_category(tags)
                 if cat:
                     writers["pois"].add(f"n{obj.id}", cat, fab.create_point(obj))
-            elif obj.is_way():
+            elif isinstance(obj, Way):
                 hw = tags.get("highway")
                 if hw and tags.get("area") != "yes":
                     try:
                         writers["roads"].add(f"w{obj.id}", hw, fab.create_linestring(obj))
                     except (RuntimeError, osmium.InvalidLocationError):
                         failed += 1
-            elif obj.is_area():
+            elif isinstance(obj, Area):
                 oid = f"{'w' if obj.from_way() else 'r'}{obj.orig_id()}"
-                layers = []
-                if tags.get("building") and tags.get("building") != "no":
-                    layers.append(("buildings", tags.get("building")))
-                if tags.get("landuse"):
-                    layers.append(("landuse", tags.get("landuse")))
+                layers: list[tuple[str, str]] = []
+                building = tags.get("building")
+                if building and building != "no":
+                    layers.append(("buildings", building))
+                landuse = tags.get("landuse")
+                if landuse:
+                    layers.append(("landuse", landuse))
                 green = _green_category(tags)
                 if green:
                     layers.append(("green", green))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from cookie import constants as C
 from cookie.exceptions import InputError
@@ -78,7 +79,9 @@ def read_vector(
         if "features" in raw.columns:  # a FeatureCollection is one row holding every feature
             raw = raw.select(F.explode("features").alias("f")).select("f.*")
         if "properties" in raw.columns:
-            props = raw.schema["properties"].dataType.fieldNames()
+            props_type = raw.schema["properties"].dataType
+            assert isinstance(props_type, StructType)  # GeoJSON properties are a struct
+            props = props_type.fieldNames()
             df = raw.select(F.col("geometry"), *[F.col(f"properties.`{p}`").alias(p) for p in props])
         else:
             df = raw.select("geometry")
@@ -109,7 +112,9 @@ def to_wgs84(df: DataFrame, crs: str | None, path: str) -> DataFrame:
     if crs and crs != WGS84:
         return df.withColumn(C.GEOMETRY, F.expr(f"ST_Transform({C.GEOMETRY}, '{crs}', '{WGS84}')"))
     try:  # the first action over the file: turn reader failures into an error that names it
-        env = df.select(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e")).first()["e"]
+        row = df.select(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e")).first()
+        assert row is not None  # an aggregate has one row
+        env = row["e"]
     except Exception as exc:  # py4j/Spark wrap the reader's own exception
         first = str(exc).strip().splitlines()[0][:300]
         raise InputError(f"{path}: could not be read as vector data: {first}") from exc
