@@ -10,7 +10,6 @@ streamed as it comes, and the demo ends with the metrics and where everything is
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -59,10 +58,12 @@ def summary(config: str, timings: dict[str, float]) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO / 'mlflow.db'}"
+    from cookie.storage.tracking import registered_model_name, tracking_uri
+
+    uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    name = getattr(cfg.train, "registered_model_name", None) or f"cookie_{cfg.name}"
+    name = registered_model_name(cfg)
     rows = []
     for alias in ("challenger", "champion"):
         try:

@@ -56,13 +56,15 @@ def test_nyc_tracts(spark, shared_data, tmp_path, monkeypatch):
     report = build_features(spark, cfg, only=["regiondcl", "population"])
     rows = {t.table: (t.rows, t.features, t.stats) for t in report.tables}
     assert rows["regions"][0] == 2325
-    assert rows["view_regiondcl"][:2] == (2325, 64) and rows["view_regiondcl"][2]["regions_with_data"] == 2315
+    # 64 released dimensions and their mean over the touching tracts (context: [adjacency])
+    assert rows["view_regiondcl"][:2] == (2325, 128) and rows["view_regiondcl"][2]["regions_with_data"] == 2315
     regions = table(spark, cfg, "regions")
     assert abs(regions[C.AREA_KM2].sum() - 782.5) < 2  # PROVENANCE: 782.5 km2 of land
     pop = table(spark, cfg, "label_population")
     assert int(pop["in_regiondcl_eval_subset"].sum()) == 2033
     emb = table(spark, cfg, "view_regiondcl")
     assert not emb.isna().any().any() and (~emb["_present"]).sum() == 10
+    assert [c for c in emb.columns if c.startswith("ctx_adj__")] == [f"ctx_adj__{c}" for c in emb.columns[1:65]]
 
 
 @pytest.mark.slow
