@@ -25,7 +25,7 @@ import numpy as np
 from cookie.config.evaluation import EvaluationConfig, TaskConfig
 from cookie.evaluation.runner import NO_GEOMETRY, EvaluationResult, centroids_of, run_tasks, write_report
 from cookie.exceptions import ConfigError, MissingTable
-from cookie.storage.delta import LabelRows, load_embeddings, load_label, load_regions
+from cookie.storage.delta import LabelRows, load_embeddings, load_regions, load_task_label
 from cookie.storage.tracking import (
     VersionRef,
     artifact_location,
@@ -114,16 +114,7 @@ def evaluate_ref(
             task.normalise_rows,
         )
         if key not in cache:
-            cache[key] = load_label(
-                cfg,
-                task.table,
-                task.columns,
-                task.subset_column,
-                task.require_present,
-                task.normalise_rows,
-                task.exclude_columns,
-                task.subset_table,
-            )
+            cache[key] = load_task_label(cfg, task)
         return cache[key]
 
     result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid)

@@ -58,7 +58,7 @@ from cookie.constants import CONTEXT_PREFIX
 from cookie.evaluation.selection import Selection, select_rf, select_ridge
 from cookie.exceptions import ConfigError
 from cookie.preprocessing import ViewStats, auto_kind, fit_view, transform_view
-from cookie.storage.delta import load_label, order_ids, read_frame
+from cookie.storage.delta import load_task_label, order_ids, read_frame
 
 __all__ = ["MAX_CANDIDATES", "Setting", "select_settings"]
 
@@ -220,16 +220,7 @@ def select_settings(
     task, metric = _primary_task(cfg)
     opts = dict(task.options)
 
-    lab = load_label(
-        cfg,
-        task.table,
-        task.columns,
-        task.subset_column,
-        task.require_present,
-        task.normalise_rows,
-        task.exclude_columns,
-        task.subset_table,
-    )
+    lab = load_task_label(cfg, task)
     y_all = np.asarray(lab.values, dtype=float)
     if y_all.ndim != 1:
         raise ConfigError(f"task {task.key}: select needs one target column, got {lab.columns}")

@@ -271,6 +271,20 @@ def load_label(
     return LabelRows(ids=list(ids), values=vals[:, 0] if len(columns) == 1 else vals, columns=list(columns))
 
 
+def load_task_label(cfg: Any, task: Any) -> LabelRows:
+    """:func:`load_label` with the table, columns and row filters of one ``evaluation.tasks`` entry."""
+    return load_label(
+        cfg,
+        task.table,
+        task.columns,
+        task.subset_column,
+        task.require_present,
+        task.normalise_rows,
+        task.exclude_columns,
+        task.subset_table,
+    )
+
+
 def load_regions(cfg: Any) -> pd.DataFrame:
     """The ``regions`` table (region_id, centroid_lon, centroid_lat, geometry_wkb, ...), ids as strings."""
     df = read_frame(cfg, "regions")
