@@ -65,6 +65,9 @@ PUBLISHED_PROTOCOL = {
     "rf_split": ("rf-split-x10", "rf-split-x5"),
 }
 #: the metric shown in the table for each protocol
+#: Metrics where lower is better (the sign of a comparison flips).
+HIGHER_IS_WORSE = {"L1": True, "KL": True, "RMSE": True, "MAE": True}
+
 HEADLINE = {
     "ridge_kfold": "R2",
     "ridge_kfold_repeated": "R2",
@@ -252,7 +255,30 @@ def table(rows: list[Row]) -> str:
                     pub.append(f"{k}: {rec['method']} {rec['mean']:.3f} ({rec['protocol']})")
         if pub:
             out.append("\npublished: " + "; ".join(pub))
+        out.extend(comparison(by_method, keys))
     return "\n".join(out)
+
+
+def comparison(by_method: dict[str, list[Row]], keys: list[str], method: str = "cookie") -> list[str]:
+    """Issue targets: ``method`` >= the raw baseline and > GFactorCL, each by more than the larger seed std."""
+    lines: list[str] = []
+    if method not in by_method:
+        return lines
+    for other in ("raw", "gfactorcl"):
+        if other not in by_method:
+            continue
+        lines.append(f"\n{method} vs {other} (difference of means; 'met' when it exceeds the seed std):\n")
+        for k in keys:
+            a = [r.metrics[k] for r in by_method[method] if k in r.metrics]
+            b = [r.metrics[k] for r in by_method[other] if k in r.metrics]
+            if not a or not b:
+                continue
+            sign = -1.0 if HIGHER_IS_WORSE.get(k.split(".")[-1], False) else 1.0
+            diff = sign * (float(np.mean(a)) - float(np.mean(b)))
+            std = max(float(np.std(a, ddof=1)) if len(a) > 1 else 0.0, float(np.std(b, ddof=1)) if len(b) > 1 else 0.0)
+            ok = diff > std
+            lines.append(f"- {k}: {diff:+.3f} (std {std:.3f}) {'met' if ok else 'not met'}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"configs (default: {' '.join(DEFAULT_CONFIGS)} and their conf/<name>.selected.yaml when present)",
     )
     p.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS))
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--set", action="append", default=[], help="a config override for every run (key=value)")
     p.add_argument("--features", action="store_true", help="rebuild the feature tables first")
     p.add_argument("--out", default=str(REPO / "bench-results"))

@@ -53,6 +53,17 @@ class ModelConfig(BaseModel):
     lr: float = Field(default=1e-3, gt=0.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     batch_size: int | None = Field(default=None, ge=2, description="rows per step; None = full batch")
+    val_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=0.5,
+        description="(ours) share of regions held out of training; each stage stops on their contrastive loss "
+        "(label-free early stopping; the epochs are then upper bounds). 0 trains every epoch on all regions; "
+        "fewer than 8 held-out regions per process also turns it off",
+    )
+    patience: int = Field(default=20, ge=1, description="epochs without a held-out improvement before a stage stops")
+    min_delta: float = Field(default=0.01, ge=0.0, description="relative held-out loss decrease that counts as one")
+    val_every: int = Field(default=5, ge=1, description="epochs between held-out loss checks")
     seed: int = 0
     single_view: str | None = Field(default=None, description="the view kept by method='single_view'")
 

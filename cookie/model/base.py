@@ -121,6 +121,11 @@ def _as_float_tensor(x: Any, name: str) -> Tensor:
     return t.float()
 
 
+def subset_rows(views: Views, masks: Masks, idx: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor | None]]:
+    """The rows ``idx`` of prepared views and masks."""
+    return {k: x[idx] for k, x in views.items()}, {k: (None if x is None else x[idx]) for k, x in masks.items()}
+
+
 def batch_indices(n: int, batch_size: int | None, generator: torch.Generator) -> list[Tensor | None]:
     """Row indices of the steps of one epoch: ``[None]`` (full batch) or a seeded shuffle."""
     if batch_size is None or batch_size >= n:
@@ -292,27 +297,55 @@ class RegionModel:
         Deterministic for a given seed on CPU: dropout draws from a forked global RNG seeded
         with ``config.seed``; augmentations and batch order from :meth:`make_generator`.
         """
+        from cookie.model.early_stopping import EarlyStopping, holdout_mask
+
         v, m = self.prepare(views, masks)
         device = self.device
         fork_devices = [device.index or 0] if device.type == "cuda" else []
         history: list[dict[str, Any]] = []
+        n = next(iter(v.values())).shape[0]
+        hold = holdout_mask(n, self.config) if self.stages() else np.zeros(n, dtype=bool)
+        tv, tm = subset_rows(v, m, torch.from_numpy(np.flatnonzero(~hold)).to(device)) if hold.any() else (v, m)
+        vv, vm = subset_rows(v, m, torch.from_numpy(np.flatnonzero(hold)).to(device)) if hold.any() else (v, m)
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(self.config.seed)
             generator = self.make_generator(device)
             self.module.prefit(v, m)
             for stage in self.stages():
                 optimizer = self.make_optimizer()
+                stopper = EarlyStopping.from_config(self.config) if hold.any() else None
                 for epoch in range(stage.epochs):
                     record: dict[str, Any] = {"stage": stage.name, "epoch": epoch}
-                    record.update(self.run_epoch(v, m, stage.name, optimizer, generator))
+                    record.update(self.run_epoch(tv, tm, stage.name, optimizer, generator))
                     if not math.isfinite(record["loss"]):
                         raise FloatingPointError(f"non-finite loss at {stage.name} epoch {epoch}: {record}")
+                    stop = False
+                    if stopper is not None and stopper.due(epoch, epoch == stage.epochs - 1):
+                        record["val_loss"] = self.validation_loss(vv, vm, stage.name)
+                        stop = stopper.update(epoch, record["val_loss"], self.module)
                     history.append(record)
                     if callback is not None:
                         callback(record)
+                    if stop:
+                        break
+                if stopper is not None:
+                    stopper.restore(self.module)
+                    if history and stopper.best_epoch >= 0:
+                        history[-1]["best_epoch"] = stopper.best_epoch
         self.module.eval()
         self.fitted = True
         return history
+
+    @torch.no_grad()
+    def validation_loss(self, views: Views, masks: Masks, stage: str) -> float:
+        """Loss of ``stage`` on held-out rows: eval mode, augmentations from a fixed seed (comparable checks)."""
+        from cookie.model.early_stopping import VAL_SEED_OFFSET
+
+        was_training = self.module.training
+        self.module.eval()
+        total, _ = self.module(views, masks, stage, self.make_generator(offset=VAL_SEED_OFFSET))
+        self.module.train(was_training)
+        return float(total)
 
     def run_epoch(
         self,

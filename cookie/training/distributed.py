@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
 
     from cookie.model.base import Masks, RegionModel, Stage, Views
+    from cookie.model.early_stopping import EarlyStopping
 
 LOGGER = "cookie.train"
 log = logging.getLogger(LOGGER)
@@ -322,6 +323,8 @@ class _Position:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     optimizer_state: dict[str, Any] | None = None  # of the stage being resumed mid-way
+    early_stop: dict[str, Any] | None = None  # EarlyStopping state of the stage being resumed mid-way
+    best_epochs: dict[str, int] = field(default_factory=dict)  # stage -> epoch whose weights were kept
 
 
 class _RankRun:
@@ -333,6 +336,7 @@ class _RankRun:
         self.t_checkpoint = 0.0
         self.stopped = False
         self.session_seconds: list[float] = []  # epochs trained by this process (for the ETA)
+        self.early_stopping = False
 
     def run(self) -> dict[str, Any]:
         self.setup()
@@ -352,12 +356,15 @@ class _RankRun:
 
     # ---- 1. setup ---------------------------------------------------------------------------
     def setup(self) -> None:
+        import numpy as np
         import torch
         import torch.distributed as dist
 
         from cookie.config.model import LEARNED_METHODS
         from cookie.exceptions import ConfigError
         from cookie.model import ModelConfig, build_model
+        from cookie.model.base import subset_rows
+        from cookie.model.early_stopping import holdout_mask
         from cookie.preprocessing import FeatureStats
         from cookie.training.data import read_shard
 
@@ -376,6 +383,24 @@ class _RankRun:
         masks = {k: torch.from_numpy(m).to(self.device) for k, m in shard.masks.items()}
         self.v, self.m = model.prepare(views, masks)
         model.module.prefit(self.v, self.m, reduce=sum_over_ranks(self.world))
+        hold = holdout_mask(len(shard), config, offset=self.rank) if model.stages() else None
+        held: list[Any] = [None] * self.world
+        dist.all_gather_object(held, 0 if hold is None else int(hold.sum()))
+        self.early_stopping = min(held) > 0  # every rank holds regions out, or none does
+        if self.early_stopping and hold is not None:
+            keep = torch.from_numpy(np.flatnonzero(~hold)).to(self.device)
+            out = torch.from_numpy(np.flatnonzero(hold)).to(self.device)
+            self.val_v, self.val_m = subset_rows(self.v, self.m, out)
+            self.v, self.m = subset_rows(self.v, self.m, keep)
+            log.info(
+                "early stopping: %d regions held out (%s per rank), held-out loss every %d epochs, patience %d",
+                sum(held),
+                held,
+                config.val_every,
+                config.patience,
+            )
+        elif model.stages() and config.val_fraction > 0:
+            log.info("early stopping off: under 8 held-out regions per rank (%s); every epoch is trained", held)
         self.generator = model.make_generator(self.device, offset=self.rank)
         torch.manual_seed(config.seed + self.rank)  # dropout draws from the global RNG: differ per rank
         if self.device.type == "cuda":
@@ -417,6 +442,8 @@ class _RankRun:
                 list(state["history"]),
                 list(state.get("epoch_seconds", [])),
                 state["optimizer"],
+                state.get("early_stop"),
+                dict(state.get("best_epochs", {})),
             )
             log.info(
                 "resumed from %s: stage %d, epoch %d, global epoch %d/%d",
@@ -467,30 +494,66 @@ class _RankRun:
             stage.epochs,
             stage.epochs,
         )
+        from cookie.model.early_stopping import EarlyStopping
+
+        stopper = EarlyStopping.from_config(self.model.config) if self.early_stopping else None
+        if stopper is not None and si == pos.stage_index and pos.early_stop is not None:
+            stopper.load_state_dict(pos.early_stop)
         record: dict[str, Any] = {}
+        trained = 0
         for epoch in range(first, stage.epochs):
             record = self.train_epoch(stage, epoch, optimizer, pos)
+            trained += 1
             self.report_progress(stage, epoch, record, pos)
-            last = pos.global_epoch == self.total_epochs
+            early = False
+            if stopper is not None and stopper.due(epoch, epoch == stage.epochs - 1):
+                early = self.check_held_out(stopper, stage, epoch, record, pos)
+            end_of_stage = early or epoch == stage.epochs - 1
+            if end_of_stage and stopper is not None:
+                stopper.restore(self.model.module)
+                pos.best_epochs[stage.name] = stopper.best_epoch
+                log.info(
+                    "stage %s: %s at epoch %d; keeping the weights of epoch %d (held-out loss %.4f)",
+                    stage.name,
+                    "stopped early" if early else "reached its last epoch",
+                    epoch + 1,
+                    stopper.best_epoch + 1,
+                    stopper.best,
+                )
+            last = end_of_stage and si == len(self.stages) - 1
             stop_now = (
                 self.spec.stop_after_epochs is not None and pos.global_epoch == self.spec.stop_after_epochs and not last
             )
-            if last or stop_now or pos.global_epoch % self.spec.checkpoint_every == 0:
-                self.save_checkpoint(si, epoch + 1, optimizer, pos)
+            if end_of_stage or stop_now or pos.global_epoch % self.spec.checkpoint_every == 0:
+                next_epoch = stage.epochs if end_of_stage else epoch + 1
+                self.save_checkpoint(si, next_epoch, optimizer, pos, None if end_of_stage else stopper)
             if stop_now:
                 self.stopped = True
                 log.info(
                     "stopped after global epoch %d/%d (resumable with --resume)", pos.global_epoch, self.total_epochs
                 )
                 return
+            if early:
+                break
         if record:
             log.info(
                 "stage %s done: %d epochs in %s, final loss %.4f",
                 stage.name,
-                stage.epochs - first,
+                trained,
                 format_seconds(time.perf_counter() - t_stage),
                 record["loss"],
             )
+
+    def check_held_out(
+        self, stopper: EarlyStopping, stage: Stage, epoch: int, record: dict[str, Any], pos: _Position
+    ) -> bool:
+        """Held-out loss over all ranks (same figure on every rank, so they stop together); True to stop."""
+        local = {"val_loss": self.model.validation_loss(self.val_v, self.val_m, stage.name)}
+        val = _reduce_mean(local, self.world, self.device)["val_loss"]
+        record["val_loss"] = val
+        if self.rank == 0 and pos.global_epoch > self.spec.metrics_logged_through:
+            self.metrics.add({"val_loss": val}, step=pos.global_epoch)
+        return stopper.update(epoch, val, self.model.module)
 
     def train_epoch(self, stage: Stage, epoch: int, optimizer: torch.optim.Optimizer, pos: _Position) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -543,7 +606,12 @@ class _RankRun:
 
     # ---- 4. checkpoint ----------------------------------------------------------------------
     def save_checkpoint(
-        self, stage_index: int, next_epoch: int, optimizer: torch.optim.Optimizer, pos: _Position
+        self,
+        stage_index: int,
+        next_epoch: int,
+        optimizer: torch.optim.Optimizer,
+        pos: _Position,
+        stopper: EarlyStopping | None = None,
     ) -> None:
         """Every rank's RNG states gathered; rank 0 flushes the metrics and writes the file."""
         import torch.distributed as dist
@@ -569,6 +637,8 @@ class _RankRun:
                     "rng": rngs,
                     "history": pos.history,
                     "epoch_seconds": pos.epoch_seconds,
+                    "early_stop": None if stopper is None else stopper.state_dict(),
+                    "best_epochs": pos.best_epochs,
                 },
                 keep=self.spec.keep_checkpoints,
             )
@@ -593,6 +663,7 @@ class _RankRun:
             "stopped": self.stopped,
             "global_epoch": pos.global_epoch,
             "total_epochs": self.total_epochs,
+            "best_epochs": pos.best_epochs,
             "world_size": self.world,
             "shard_sizes": self.sizes,
             "device": str(self.device),

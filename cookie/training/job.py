@@ -434,6 +434,8 @@ def train(
             efficiency=out["efficiency"],
             timing=timing,
         )
+        if out.get("best_epochs"):
+            mlflow.log_metrics({f"early_stopping/best_epoch_{k}": float(v + 1) for k, v in out["best_epochs"].items()})
         if out["stopped"]:
             return _finish_stopped(result, t_job)
         return _finish_trained(spark, cfg, result, out, run, publish, t_job)

@@ -158,7 +158,8 @@ def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_
 
 def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_tables, tmp_path, capsys, caplog):
     ref_cfg, ref = full_run
-    # default checkpoint_every (50): only the stop point and the last epoch are checkpointed
+    # default checkpoint_every (50): only stage ends (where early stopping restores the best weights), the stop
+    # point and the last epoch are checkpointed
     cfg = make_config(tmp_path, "manhattan180", manhattan_tables, train={"progress_every": 2})
     assert cfg.train.checkpoint_every == 50 and cfg.train.log_every == 10
     client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
@@ -169,7 +170,7 @@ def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_ta
     assert client.get_run(stopped.run_id).info.status == "KILLED"
     assert client.search_registered_models() == []
     assert not (tmp_path / "warehouse" / "manhattan180" / "embeddings").exists()
-    assert [p.name for p in ckpt.list_checkpoints(stopped.checkpoint_dir)] == ["epoch_000004.pt"]
+    assert [p.name for p in ckpt.list_checkpoints(stopped.checkpoint_dir)] == ["epoch_000003.pt", "epoch_000004.pt"]
     # rank 0's progress reaches the driver's console through TorchDistributor's output
     out = capsys.readouterr().out
     assert "cookie.train [rank 0]" in out and "[rank 1]" not in out
