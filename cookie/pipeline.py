@@ -45,6 +45,7 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
     tc = cfg.train
     name = registry.registered_model_name(cfg)
     timing: dict[str, float] = {}
+    remove_leftovers(spark, cfg, name, run_id)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cookie-model-") as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(type hints|input example|input_example).*")
@@ -71,6 +72,25 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
         registry.rollback(reg)
         raise
     return Published(name, reg.version, str(E.location(cfg)), emb_version, timing)
+
+
+def remove_leftovers(spark: SparkSession, cfg: Config, name: str, run_id: str) -> None:
+    """Remove what an interrupted registration of this run left: its versions and their embeddings rows.
+
+    A run registers exactly one version; one that already exists for ``run_id`` was left by a job killed
+    between registering and setting the alias (the in-process rollback cannot run after ``kill -9``), so a
+    resumed run deletes it and its rows (Delta delete: idempotent) and registers afresh.
+    """
+    for version in registry.versions_of_run(name, run_id):
+        log.warning(
+            "%s version %d was left half-registered by an interrupted job of run %s: removing it and its "
+            "embeddings rows before registering again",
+            name,
+            version,
+            run_id,
+        )
+        E.delete_embeddings(spark, cfg, name, version)
+        registry.delete_version(name, version)
 
 
 def train_and_publish(spark: SparkSession, cfg: Config, **kwargs: Any) -> TrainResult:

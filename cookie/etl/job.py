@@ -34,7 +34,7 @@ from cookie.config import (
     ViewConfig,
 )
 from cookie.etl.context import flow_edges, region_adjacency, with_context
-from cookie.etl.features.common import ViewResult
+from cookie.etl.features.common import ViewResult, any_of, not_finite
 from cookie.etl.features.flows import od_features, trips_to_edges
 from cookie.etl.features.lines import road_lengths
 from cookie.etl.features.points import poi_counts
@@ -44,7 +44,7 @@ from cookie.etl.features.vectors import region_vectors
 from cookie.etl.regions import RegionsResult, bbox_area, extent_area, regions_from_file, regions_from_ids, regions_h3
 from cookie.etl.sources.arrays import array_frame, load_array, matrix_edges, read_table_source
 from cookie.etl.sources.osm import converted_layers
-from cookie.etl.sources.vector import read_vector
+from cookie.etl.sources.vector import check_numeric, read_vector, spark_path
 from cookie.exceptions import ConfigError, InputError
 from cookie.storage import delta as tables
 
@@ -105,7 +105,7 @@ class _Inputs:
             raise InputError(
                 f"source {name}: unknown OSM layer {layer!r}; layers are {[k for k in counts if not k.startswith('_')]}"
             )
-        df = self.spark.read.format("geoparquet").load(f"{folder}/{layer}.parquet")
+        df = self.spark.read.format("geoparquet").load(spark_path(f"{folder}/{layer}.parquet"))
         return df.select(F.col("osm_id").alias("feature_id"), F.col("category").alias(C.CATEGORY), C.GEOMETRY)
 
     def features(self, view: ViewConfig) -> DataFrame:
@@ -183,8 +183,9 @@ def od_edges(
         src = cfg.sources[view.source]
         extra: dict[str, int] = {}
         if isinstance(src, ArraySource):
-            ids, arr = load_array(src, inputs.path(view.source))
-            edges = matrix_edges(spark, ids, arr)
+            path = inputs.path(view.source)
+            ids, arr = load_array(src, path)
+            edges, extra = matrix_edges(spark, ids, arr, where=f"{path} (view {view.name})")
         elif isinstance(src, TripsSource):
             edges, extra = _trip_edges(spark, cfg, inputs, regions, view, src)
         else:
@@ -278,9 +279,9 @@ def _trip_edges(
     path = inputs.path(view.source)
     reader = spark.read.option("header", "true").option("inferSchema", "true")
     df = (
-        reader.csv(path)
+        reader.csv(spark_path(path))
         if (src.format or ("csv" if path.endswith(".csv") else "parquet")) == "csv"
-        else spark.read.parquet(path)
+        else spark.read.parquet(spark_path(path))
     )
     needed = [
         c
@@ -298,6 +299,10 @@ def _trip_edges(
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise InputError(f"{path}: columns {missing} not found (view {view.name}); columns are {df.columns}")
+    numeric = [c for c in (src.origin_lon, src.origin_lat, src.destination_lon, src.destination_lat) if c]
+    check_numeric(df, numeric + ([src.count_column] if src.count_column else []), path)
+    if src.count_column:
+        _check_trip_counts(df, src.count_column, [c for c in needed if c != src.count_column], path)
     trips = F.col(src.count_column).cast("double") if src.count_column else F.lit(1.0)
     if src.origin_id and src.destination_id:
         edges = (
@@ -322,6 +327,39 @@ def _trip_edges(
         trips.alias(C.TRIPS),
     )
     return trips_to_edges(regions, pts)
+
+
+def _check_trip_counts(df: DataFrame, column: str, keys: list[str], path: str) -> None:
+    """Every trip count is a finite number >= 0: a NaN would reach the flow features, an infinite one would
+    become infinity, and a negative one would be dropped without a trace. Refused, naming the file, the column,
+    how many rows and the first such row."""
+    n = F.col(column).cast("double")
+    bad = n.isNull() | F.isnan(n) | n.isin(float("inf"), float("-inf")) | (n < 0)
+    n_bad = df.where(bad).count()
+    if n_bad:
+        first = df.where(bad).select(*keys, column).first()
+        assert first is not None
+        raise InputError(
+            f"{path}: column {column!r}: {n_bad} row(s) whose trip count is not a finite number >= 0, "
+            f"e.g. {first.asDict()}"
+        )
+
+
+def _check_finite(table: str, res: ViewResult, source: str) -> None:
+    """Nothing non-finite reaches a Delta table: a NaN or infinity left in a feature column stops the job,
+    naming the table, the columns and a region."""
+    bad = any_of([F.col(n) for n in res.feature_names], not_finite)
+    first = res.df.where(bad).select(C.REGION_ID).first()
+    if first is None:
+        return
+    n_bad = res.df.where(bad).count()
+    sums = res.df.agg(*[F.sum(not_finite(F.col(n)).cast("int")).alias(n) for n in res.feature_names]).first()
+    assert sums is not None  # an aggregate has one row
+    cols = [n for n in res.feature_names if sums[n]]
+    raise InputError(
+        f"{table}: {n_bad} region(s) have a NaN or infinite value, e.g. region {first[0]!r}, in column(s) "
+        f"{cols[:10]}{' ...' if len(cols) > 10 else ''} (source {source}); nothing was written"
+    )
 
 
 def _check_not_empty(name: str, res: ViewResult) -> None:
@@ -360,7 +398,11 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             present = res.df.where(F.col("_present")).count()
             res.stats["regions_with_data"] = present
             if present == 0:
-                raise InputError(f"view {view.name}: empty: no region has any data (source {view.source})")
+                seen = ", ".join(f"{k}={v}" for k, v in res.stats.items() if v and k != "regions_with_data")
+                raise InputError(
+                    f"view {view.name}: empty: no region has any data (source {view.source}: "
+                    f"{inputs.used.get(view.source, view.source)}{'; ' + seen if seen else ''})"
+                )
             if view.context:
                 graphs = context_graphs(spark, cfg, inputs, regions, view, graph_cache)
                 release.append(res.df)
@@ -369,6 +411,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
                 for graph, edges in graphs.items():
                     res.stats[f"context_{graph}_edges"] = edges.count()
                 res.extra = {**res.extra, "context": json.dumps(list(view.context))}
+            _check_finite(prefix + view.name, res, f"{view.source}: {inputs.used.get(view.source, view.source)}")
             res.seconds = time.time() - t_view
             planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
     reports = []

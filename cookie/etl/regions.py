@@ -94,6 +94,8 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
     if dups:
         raise InputError(f"{path}: duplicate region ids in column {cfg.id_column!r}: {[r[C.REGION_ID] for r in dups]}")
     kept, stats = validate_polygons(df, path, cfg.invalid)
+    if stats["input_rows"] == 0:
+        raise InputError(f"{path}: no regions: the file has no features")
     bad_type = (
         kept.where(~F.expr(f"ST_GeometryType({C.GEOMETRY}) IN ('ST_Polygon', 'ST_MultiPolygon')"))
         .select(C.REGION_ID)
@@ -102,7 +104,30 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
     )
     if bad_type:
         raise InputError(f"{path}: regions must be polygons; not polygonal: {[r[0] for r in bad_type]}")
-    return RegionsResult(measure(kept), stats)
+    measured = measure(kept)
+    check_extent(measured, path)
+    return RegionsResult(measured, stats)
+
+
+def check_extent(regions: DataFrame, source: str) -> None:
+    """Refuse regions that cannot be measured: zero area (a polygon that collapsed to nothing, e.g. repaired
+    from a degenerate ring; its densities and shares would divide by zero) or wider than 180 degrees of
+    longitude (a polygon across the antimeridian written naively spans the whole map). Names up to 10 ids."""
+    zero = F.col(C.AREA_KM2).isNull() | F.isnan(C.AREA_KM2) | (F.col(C.AREA_KM2) <= 0)
+    wide = F.expr(f"ST_XMax({C.GEOMETRY}) - ST_XMin({C.GEOMETRY}) > 180")
+    bad = regions.where(zero | wide).select(C.REGION_ID, zero.alias("_zero")).orderBy(C.REGION_ID).limit(20).collect()
+    zero_ids = [r[C.REGION_ID] for r in bad if r["_zero"]][:10]
+    wide_ids = [r[C.REGION_ID] for r in bad if not r["_zero"]][:10]
+    if zero_ids:
+        raise InputError(
+            f"{source}: regions with zero area (degenerate polygons, nothing left after repair): {zero_ids}; "
+            "fix them, or set regions.invalid: reject to leave invalid ones out"
+        )
+    if wide_ids:
+        raise InputError(
+            f"{source}: regions spanning more than 180 degrees of longitude (crossing the antimeridian?): "
+            f"{wide_ids}; split them at +-180 degrees (e.g. into a MultiPolygon)"
+        )
 
 
 def h3_cells_over(area: DataFrame, resolution: int, clip: bool) -> DataFrame:

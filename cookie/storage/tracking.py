@@ -228,6 +228,28 @@ def rollback(reg: Registered) -> None:
         log.exception("could not roll back %s version %s", reg.name, reg.version)
 
 
+def versions_of_run(name: str, run_id: str) -> list[int]:
+    """Versions of ``name`` registered by training run ``run_id`` (tag ``run_id``), oldest first.
+
+    A job killed while it registered (``kill -9`` between ``register`` and the alias) leaves such a
+    version behind; the resumed run finds and removes it before it registers again.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except Exception:  # no such registered model yet
+        return []
+    return sorted(int(v.version) for v in found if (v.tags or {}).get("run_id") == run_id)
+
+
+def delete_version(name: str, version: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().delete_model_version(name, str(version))
+
+
 def set_alias(name: str, alias: str, version: int) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -59,7 +59,8 @@ def od_features(
     method: str = "auto",
     dim: int = 32,
 ) -> ViewResult:
-    edges, unknown = filter_edges(regions, edges.where(F.col(C.TRIPS) > 0))
+    # Spark orders NaN above every number, so 'trips > 0' alone would keep NaN (the readers refuse it anyway)
+    edges, unknown = filter_edges(regions, edges.where((F.col(C.TRIPS) > 0) & ~F.isnan(C.TRIPS)))
     n = regions.count()
     if method == "auto":
         method = "rows" if n <= ROWS_LIMIT else "svd"

@@ -25,7 +25,7 @@ def road_lengths(
     other: bool = True,
 ) -> ViewResult:
     """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part)."""
-    cats, ls = resolve_categories(lines, categories, max_categories, other)
+    cats, ls, cat_stats = resolve_categories(lines, categories, max_categories, other)
     hits = region_join(regions, ls.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects")
     long = hits.withColumn("_km", F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0"))
     names = feature_columns("km", cats)
@@ -41,5 +41,5 @@ def road_lengths(
     names = names + ["km_total", "km_per_km2"]
     n_in = lines.count()
     n_hit = hits.select(F.expr(f"ST_AsBinary({C.GEOMETRY})")).distinct().count()
-    stats = {"input_rows": n_in, "outside_regions": max(n_in - n_hit, 0)}
+    stats = {"input_rows": n_in, "outside_regions": max(n_in - n_hit, 0)} | cat_stats
     return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)

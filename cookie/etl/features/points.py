@@ -33,7 +33,7 @@ def poi_counts(
     other: bool = True,
 ) -> ViewResult:
     """``points``: feature_id, category, geometry. Points outside every region are counted, not kept."""
-    cats, pts = resolve_categories(points, categories, max_categories, other)
+    cats, pts, cat_stats = resolve_categories(points, categories, max_categories, other)
     assigned = assign_points(regions, pts).join(pts.select(FEATURE_ID, C.CATEGORY), FEATURE_ID)
     names = feature_columns("count", cats)
     long = assigned.withColumn("_one", F.lit(1.0))
@@ -50,5 +50,5 @@ def poi_counts(
     names = names + ["count_total", "density_per_km2"]
     n_in = points.count()
     n_assigned = assigned.count()
-    stats = {"input_rows": n_in, "assigned": n_assigned, "outside_regions": n_in - n_assigned}
+    stats = {"input_rows": n_in, "assigned": n_assigned, "outside_regions": n_in - n_assigned} | cat_stats
     return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)

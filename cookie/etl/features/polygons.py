@@ -15,6 +15,7 @@ from cookie.etl.features.common import (
     ViewResult,
     complete,
     feature_columns,
+    keep_geometry_types,
     pivot_wide,
     region_join,
     resolve_categories,
@@ -22,6 +23,7 @@ from cookie.etl.features.common import (
 from cookie.etl.geodesy import area_m2
 
 FEATURE_ID = "feature_id"
+POLYGONAL = ("ST_Polygon", "ST_MultiPolygon", "ST_GeometryCollection")
 
 
 def polygon_cover(
@@ -32,15 +34,30 @@ def polygon_cover(
     other: bool = True,
     with_counts: bool = True,
 ) -> ViewResult:
-    """``polygons``: feature_id, category, geometry (valid or repairable polygons)."""
-    polys = polygons.withColumn(
-        C.GEOMETRY,
-        F.expr(
-            f"CASE WHEN ST_IsValid({C.GEOMETRY}) THEN {C.GEOMETRY} "
-            f"ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"
-        ),
-    ).where(F.expr(f"NOT ST_IsEmpty({C.GEOMETRY})"))
-    cats, ps = resolve_categories(polys, categories, max_categories, other)
+    """``polygons``: feature_id, category, geometry (valid or repairable polygons).
+
+    Points and lines in the layer are not polygons: they are dropped and counted per type (``dropped_point``,
+    ...), never counted as buildings; the polygons of a geometry collection are kept.
+    """
+    typed, type_stats = keep_geometry_types(polygons, POLYGONAL)
+    polys = (
+        typed.withColumn(
+            C.GEOMETRY,
+            F.expr(
+                f"CASE WHEN ST_GeometryType({C.GEOMETRY}) = 'ST_GeometryCollection' "
+                f"THEN ST_CollectionExtract({C.GEOMETRY}, 3) ELSE {C.GEOMETRY} END"
+            ),
+        )
+        .withColumn(
+            C.GEOMETRY,
+            F.expr(
+                f"CASE WHEN ST_IsValid({C.GEOMETRY}) THEN {C.GEOMETRY} "
+                f"ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"
+            ),
+        )
+        .where(F.expr(f"NOT ST_IsEmpty({C.GEOMETRY})"))
+    )
+    cats, ps, cat_stats = resolve_categories(polys, categories, max_categories, other)
     hits = region_join(regions, ps.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects").withColumn(
         "_part", F.expr(f"ST_CollectionExtract(ST_Intersection(_region_geom, {C.GEOMETRY}), 3)")
     )
@@ -77,6 +94,6 @@ def polygon_cover(
         wide = wide.join(counts, C.REGION_ID, "outer")
         names = ["count", "mean_footprint_m2"] + names
     out = complete(regions, wide, names)
-    n_in = polygons.count()
-    stats = {"input_rows": n_in, "dropped_empty": n_in - polys.count()}
+    n_polygonal = type_stats["input_rows"] - sum(v for k, v in type_stats.items() if k.startswith("dropped_"))
+    stats = type_stats | {"dropped_empty": n_polygonal - polys.count()} | cat_stats
     return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)

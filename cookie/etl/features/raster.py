@@ -13,13 +13,13 @@ from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.etl.features.common import ViewResult, complete
-from cookie.etl.sources.vector import require_file
+from cookie.etl.sources.vector import require_file, spark_path
 
 
 def read_rasters(spark: SparkSession, path: str) -> DataFrame:
     """One row per GeoTIFF file: ``raster`` (Sedona raster) and its path."""
     require_file(path)
-    files = spark.read.format("binaryFile").load(path)
+    files = spark.read.format("binaryFile").load(spark_path(path))
     return files.select(F.col("path").alias("_file"), F.expr("RS_FromGeoTiff(content)").alias("raster"))
 
 

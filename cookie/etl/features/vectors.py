@@ -8,34 +8,42 @@ the wide projection (see :func:`region_vectors`).
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import PRESENT, ViewResult, any_missing
+from cookie.etl.features.common import PRESENT, ViewResult, any_of, is_infinite, not_finite
 from cookie.exceptions import InputError
 
 
 def region_vectors(
     regions: DataFrame, table: DataFrame, columns: list[str], transform: str = "none", where: str = "vector table"
 ) -> ViewResult:
-    """``table``: region_id + numeric columns. Rows with a NaN/null or an unknown region are counted.
+    """``table``: region_id + numeric columns. Rows with a null or NaN (``missing_values_rows``; under ``log1p``
+    also a value <= -1), an infinity (``infinite_values_rows``) or an unknown region are counted; a row with a
+    missing or infinite value is written as zeros with ``_present`` false, so nothing non-finite reaches a table.
 
     ``where`` names the input in error messages (missing columns, duplicate region ids).
     """
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise InputError(f"{where}: columns {missing} not found; available: {table.columns}")
-    flagged = table.select(
-        C.REGION_ID, *[F.col(c).cast("double").alias(c) for c in columns], any_missing(columns).alias("_bad")
-    )
+
+    def value(c: str) -> Column:
+        x = F.col(c).cast("double")
+        return F.log1p(x) if transform == "log1p" else x
+
+    values = table.select(C.REGION_ID, *[value(c).alias(c) for c in columns])
+    cols = [F.col(c) for c in columns]
+    flagged = values.select("*", any_of(cols, not_finite).alias("_bad"), any_of(cols, is_infinite).alias("_inf"))
     ids = regions.select(C.REGION_ID).withColumn("_known", F.lit(True))
     counts = (
-        flagged.select(C.REGION_ID, "_bad")
+        flagged.select(C.REGION_ID, "_bad", "_inf")
         .join(ids, C.REGION_ID, "left")
         .agg(
             F.count("*").alias("rows"),
-            F.sum(F.col("_bad").cast("int")).alias("bad"),
+            F.sum((F.col("_bad") & ~F.col("_inf")).cast("int")).alias("bad"),
+            F.sum(F.col("_inf").cast("int")).alias("inf"),
             F.sum((~F.col("_bad") & F.col("_known").isNull()).cast("int")).alias("unknown"),
             (F.count("*") - F.countDistinct(C.REGION_ID)).alias("dups"),
         )
@@ -49,19 +57,19 @@ def region_vectors(
     # per column alias of the projection above it (and run out of memory). Rows with a missing value keep
     # their place and are zeroed here instead; regions without a row get zeros from the left join.
     ok = F.col("_bad") == F.lit(False)  # null where the region has no row
-    value = (lambda c: F.log1p(F.col(c))) if transform == "log1p" else F.col
     out = (
         regions.select(C.REGION_ID)
         .join(flagged, C.REGION_ID, "left")
         .select(
             C.REGION_ID,
-            *[F.when(ok, F.coalesce(value(c), F.lit(0.0))).otherwise(F.lit(0.0)).alias(c) for c in columns],
+            *[F.when(ok, F.col(c)).otherwise(F.lit(0.0)).alias(c) for c in columns],
             F.coalesce(ok, F.lit(False)).alias(PRESENT),
         )
     )
     stats = {
         "input_rows": int(counts["rows"]),
         "missing_values_rows": int(counts["bad"] or 0),
+        "infinite_values_rows": int(counts["inf"] or 0),
         "unknown_region_rows": int(counts["unknown"] or 0),
     }
     return ViewResult(out, list(columns), stats)

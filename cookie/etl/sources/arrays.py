@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.config import ArraySource, TableSource
-from cookie.etl.sources.vector import require_file
+from cookie.etl.sources.vector import check_numeric, require_file, spark_path
 from cookie.exceptions import InputError
 
 
@@ -77,10 +77,24 @@ def array_frame(spark: SparkSession, ids: list[str], arr: np.ndarray, names: lis
     return df.select(C.REGION_ID, *[F.col("_v")[j].alias(n) for j, n in enumerate(names)])
 
 
-def matrix_edges(spark: SparkSession, ids: list[str], arr: np.ndarray) -> DataFrame:
-    """An N x N OD matrix (rows = origins) as an edge list of its non-zero cells."""
-    if arr.shape[0] != arr.shape[1]:
-        raise InputError(f"OD matrix must be square, got {arr.shape}")
+def matrix_edges(
+    spark: SparkSession, ids: list[str], arr: np.ndarray, where: str = "OD matrix"
+) -> tuple[DataFrame, dict[str, int]]:
+    """An N x N OD matrix (rows = origins) as an edge list of its non-zero cells, and counts of what was left out.
+
+    NaN cells (rows masked out by ``mask_key``, or no data) are no flow and are counted (``nan_cells``); an
+    infinite or negative trip count is refused, naming ``where`` and the cell, since it would otherwise be
+    dropped (negative) or written as infinity.
+    """
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise InputError(f"{where}: OD matrix must be square, got {arr.shape}")
+    bad = np.isinf(arr) | (arr < 0)
+    if bad.any():
+        i, j = (int(x[0]) for x in np.nonzero(bad))
+        raise InputError(
+            f"{where}: {int(bad.sum())} OD cell(s) are infinite or negative, e.g. row {ids[i]!r} column "
+            f"{ids[j]!r} = {arr[i, j]}; trip counts must be finite and >= 0"
+        )
     o, d = np.nonzero(np.nan_to_num(arr))
     import pandas as pd
 
@@ -91,21 +105,22 @@ def matrix_edges(spark: SparkSession, ids: list[str], arr: np.ndarray) -> DataFr
             C.TRIPS: arr[o, d].astype(float),
         }
     )
-    return spark.createDataFrame(pdf)
+    return spark.createDataFrame(pdf), {"nan_cells": int(np.isnan(arr).sum())}
 
 
 def read_table_source(spark: SparkSession, src: TableSource, path: str) -> DataFrame:
     require_file(path)
     if path.endswith(".csv"):
-        df = spark.read.option("header", "true").option("inferSchema", "true").csv(path)
+        df = spark.read.option("header", "true").option("inferSchema", "true").csv(spark_path(path))
     else:
-        df = spark.read.parquet(path)
+        df = spark.read.parquet(spark_path(path))
     if src.id_column not in df.columns:
         raise InputError(f"{path}: id column {src.id_column!r} not found; columns are {df.columns}")
     cols = src.columns or [c for c in df.columns if c != src.id_column]
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise InputError(f"{path}: columns {missing} not found; columns are {df.columns}")
+    check_numeric(df, cols, path)  # 'n/a' in a numeric column names the file and column, not CAST_INVALID_INPUT
     return df.select(F.col(src.id_column).cast("string").alias(C.REGION_ID), *[F.col(c).cast("double") for c in cols])
 
 

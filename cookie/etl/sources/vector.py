@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import ArrayType, StringType, StructType
 
 from cookie import constants as C
 from cookie.exceptions import InputError
@@ -35,6 +36,42 @@ def infer_format(path: str) -> str:
 def require_file(path: str) -> None:
     if not os.path.exists(path):
         raise InputError(f"input not found: {path}")
+
+
+GLOB_CHARACTERS = "[]{}*?\\"
+
+
+def spark_path(path: str) -> str:
+    """``path`` as Spark's file readers must be given it: Hadoop expands glob patterns in every path, so a file
+    named ``pois[2024].csv`` would match nothing (PATH_NOT_FOUND); its glob characters are escaped. Inputs are
+    always one file or folder (:func:`require_file`), never a pattern."""
+    return re.sub(r"([\[\]{}*?\\])", r"\\\1", path)
+
+
+def check_numeric(df: DataFrame, columns: list[str], path: str) -> None:
+    """Refuse text that is not a number in columns used as numbers (a CSV cell such as ``n/a`` makes the whole
+    column text), naming the file, the column, how many values and an example; empty CSV cells are nulls, not errors.
+
+    Only text columns are scanned, in one aggregate; numeric columns cost nothing.
+    """
+    text = [c for c in columns if isinstance(df.schema[c].dataType, StringType)]
+    if not text:
+        return
+
+    def bad(c: str) -> Column:
+        col = df[c]
+        return col.isNotNull() & col.try_cast("double").isNull()
+
+    row = df.agg(*[F.sum(bad(c).cast("int")).alias(f"_{i}") for i, c in enumerate(text)]).first()
+    assert row is not None  # an aggregate has one row
+    for i, c in enumerate(text):
+        if row[f"_{i}"]:
+            example = df.where(bad(c)).select(c).first()
+            assert example is not None
+            raise InputError(
+                f"{path}: column {c!r} must be numeric but has {row[f'_{i}']} value(s) that are not numbers, "
+                f"e.g. {example[0]!r}; leave missing values empty"
+            )
 
 
 def normalise_crs(crs: str | None, path: str) -> str | None:
@@ -75,7 +112,7 @@ def read_vector(
     require_file(path)
     fmt = fmt or infer_format(path)
     if fmt == "geojson":
-        raw = spark.read.format("geojson").option("multiLine", "true").load(path)
+        raw = _read_geojson(spark, path)
         if "features" in raw.columns:  # a FeatureCollection is one row holding every feature
             raw = raw.select(F.explode("features").alias("f")).select("f.*")
         if "properties" in raw.columns:
@@ -86,17 +123,18 @@ def read_vector(
         else:
             df = raw.select("geometry")
     elif fmt == "geoparquet":
-        df = spark.read.format("geoparquet").load(path)
+        df = spark.read.format("geoparquet").load(spark_path(path))
     elif fmt == "shapefile":
-        df = spark.read.format("shapefile").load(path)
+        df = spark.read.format("shapefile").load(spark_path(path))
         crs = crs or _prj_crs(path)
     elif fmt == "csv":
         if not (lon_column and lat_column):
             raise InputError(f"{path}: CSV points need lon_column and lat_column in the config")
-        raw = spark.read.option("header", "true").option("inferSchema", "true").csv(path)
+        raw = spark.read.option("header", "true").option("inferSchema", "true").csv(spark_path(path))
         for col in (lon_column, lat_column):
             if col not in raw.columns:
                 raise InputError(f"{path}: column {col!r} not found; columns are {raw.columns}")
+        check_numeric(raw, [lon_column, lat_column], path)
         df = raw.withColumn(
             C.GEOMETRY, F.expr(f"ST_Point(CAST(`{lon_column}` AS DOUBLE), CAST(`{lat_column}` AS DOUBLE))")
         )
@@ -105,6 +143,25 @@ def read_vector(
     if C.GEOMETRY not in df.columns:
         raise InputError(f"{path}: no geometry column found; columns are {df.columns}")
     return to_wgs84(df, normalise_crs(crs, path), path)
+
+
+def _read_geojson(spark: SparkSession, path: str) -> DataFrame:
+    """A GeoJSON file as Sedona reads it (one row per FeatureCollection), refusing what is not GeoJSON data."""
+    if any(ch in GLOB_CHARACTERS for ch in path):
+        # Spark's multi-line JSON schema inference hands the listed paths to Hadoop, which globs them again,
+        # so no escaping helps: the file would match nothing.
+        raise InputError(
+            f"{path}: Spark cannot read a GeoJSON file whose name contains any of {' '.join(GLOB_CHARACTERS)}; "
+            "rename the file"
+        )
+    raw = spark.read.format("geojson").option("multiLine", "true").load(spark_path(path))
+    if "_corrupt_record" in raw.columns:
+        raise InputError(f"{path}: not valid GeoJSON (malformed or truncated JSON)")
+    if "features" in raw.columns:
+        ftype = raw.schema["features"].dataType
+        if not (isinstance(ftype, ArrayType) and isinstance(ftype.elementType, StructType)):
+            raise InputError(f"{path}: the FeatureCollection has no features")
+    return raw
 
 
 def to_wgs84(df: DataFrame, crs: str | None, path: str) -> DataFrame:
