@@ -48,6 +48,14 @@ def load(args: argparse.Namespace) -> Any:
     return load_config(args.config, overrides=args.set)
 
 
+def check_tracking(cfg: Any, explicit: str | None = None) -> None:
+    """The tracking server answers (a few seconds at most), before any Spark or training work starts."""
+    from cookie.storage.tracking import check_store, registry_uri, tracking_uri
+
+    for uri in dict.fromkeys((tracking_uri(cfg, explicit), registry_uri(cfg, explicit))):
+        check_store(uri)
+
+
 def session(cfg: Any, app: str, master: str | None = None) -> Any:
     """A Spark session with Sedona and Delta loaded (:class:`StackNotLoaded` names a missing jar)."""
     from cookie.spark import build_session, settings_for
@@ -82,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cookie.pipeline import train_and_publish
 
     cfg = load(args)
+    check_tracking(cfg)
     spark = session(cfg, "train", args.master)
     result = train_and_publish(
         spark, cfg, resume=args.resume, num_processes=args.num_processes, stop_after_epochs=args.stop_after_epochs
@@ -124,6 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = load(args)
+    check_tracking(cfg, args.tracking_uri)
     tasks = _evaluation_tasks(cfg, args.tasks)
     out = evaluate_version(
         cfg,
@@ -160,6 +170,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     cfg = load(args)
+    check_tracking(cfg, args.tracking_uri)
     ev = cfg.evaluation
     metric = args.metric or ev.primary_metric
     if not metric:
@@ -207,6 +218,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if not args.region and not args.lat:
         raise ConfigError("give --region and/or --lat/--lon")
     cfg = load(args)
+    check_tracking(cfg)
     spark = session(cfg, "lookup", args.master)
     missing = 0
     if args.region:

@@ -61,6 +61,39 @@ def tracking_uri(cfg: Any = None, explicit: str | None = None) -> str:
     return uri
 
 
+#: Seconds a job waits for an HTTP tracking server before it gives up (MLflow itself retries for minutes).
+STORE_TIMEOUT_S = 5.0
+
+
+def check_store(uri: str, timeout: float = STORE_TIMEOUT_S) -> None:
+    """Fail fast, before Spark or TorchDistributor start, when an HTTP tracking server does not answer.
+
+    Any HTTP answer (even an error status) counts as reachable; a refused connection, an unknown host or
+    no answer within ``timeout`` seconds raise :class:`StackNotLoaded` naming the (redacted) URI. Other
+    stores (``sqlite:``, ``file:``, ``databricks``) are not probed.
+    """
+    import urllib.error
+    import urllib.request
+
+    from cookie.exceptions import StackNotLoaded
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    netloc = parsed.netloc.rsplit("@", 1)[-1]  # credentials stay out of the probe's URL and of the message
+    probe = parsed._replace(netloc=netloc, path=parsed.path.rstrip("/") + "/health", query="").geturl()
+    try:
+        urllib.request.urlopen(probe, timeout=timeout).close()  # http(s) only, checked above
+    except urllib.error.HTTPError:
+        return
+    except OSError as exc:  # URLError, refused connections and timeouts alike
+        reason = getattr(exc, "reason", exc)
+        raise StackNotLoaded(
+            f"MLflow tracking server {redact_uri(uri)} does not answer ({reason}; waited at most {timeout:.0f} s): "
+            "start it, or point train.tracking_uri / MLFLOW_TRACKING_URI / --tracking-uri at a running one"
+        ) from None
+
+
 def experiment_name(cfg: Config) -> str:
     """The one experiment of a config: training, evaluation and promotion runs (tag ``cookie.kind``)."""
     return cfg.train.experiment_name or f"cookie_{cfg.name}"
