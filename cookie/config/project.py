@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -212,11 +213,23 @@ class OutputConfig(_Strict):
         "that share a dataset share one feature build and differ only in model/train settings",
     )
 
+    @field_validator("warehouse")
+    @classmethod
+    def _quotable(cls, v: str) -> str:
+        # Tables are named in SQL as delta.`<path>` and read by Spark as path patterns: a backtick would end
+        # the identifier and a glob character would match other folders, after some tables were written.
+        bad = sorted({c for c in v if c in "`*?[]{}"})
+        if bad:
+            raise ValueError(f"warehouse path {v!r} contains {bad}: Spark cannot name or read tables there; rename it")
+        return v
+
     @field_validator("catalog")
     @classmethod
     def _two_levels(cls, v: str | None) -> str | None:
-        if v is not None and len(v.split(".")) != 2:
-            raise ValueError("catalog must be 'catalog.schema'")
+        if v is not None and (
+            len(v.split(".")) != 2 or not all(re.fullmatch(r"[A-Za-z0-9_]+", p) for p in v.split("."))
+        ):
+            raise ValueError("catalog must be 'catalog.schema' (letters, digits and underscores)")
         return v
 
 

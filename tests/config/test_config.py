@@ -91,3 +91,17 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
     p.write_text((REPO / "conf" / "helsinki.yaml").read_text() + "\nseed: 3\nseed: 4\n")
     with pytest.raises(ConfigError, match="appears twice"):
         load_config(p, base_dir=str(REPO))
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("output.warehouse=/tmp/ware`house", "output.warehouse"),
+        ("output.warehouse=/tmp/tables[2024]", "output.warehouse"),
+        ("output.catalog=main.geo`x", "output.catalog"),
+        ("output.catalog=main", "output.catalog"),
+    ],
+)
+def test_unquotable_table_locations_are_refused_at_load(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(REPO / "conf" / "helsinki.yaml", base_dir=str(REPO), overrides=[override])
