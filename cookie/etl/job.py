@@ -362,6 +362,44 @@ def _check_finite(table: str, res: ViewResult, source: str) -> None:
     )
 
 
+def _check_labels_are_not_views(planned: list[tuple[str, str, ViewResult, ViewConfig]]) -> None:
+    """A label column equal to one of a view's own features in every region is refused before anything is
+    written: the evaluation would score the embedding on a copy of its own input (leakage, not skill).
+
+    One aggregate per (label, view) pair over their join; constant label columns are not compared.
+    """
+    views = [(v, r) for _, kind, r, v in planned if kind == "view"]
+    for _, kind, lres, label in planned:
+        if kind != "label":
+            continue
+        lcols = [c for c in lres.feature_names if not c.startswith(tuple(C.CONTEXT_PREFIX.values()))]
+        for view, vres in views:
+            vcols = [c for c in vres.feature_names if not c.startswith(tuple(C.CONTEXT_PREFIX.values()))]
+            if not lcols or not vcols:
+                continue
+            a = lres.df.select(C.REGION_ID, *[F.col(c).cast("double").alias(f"l{i}") for i, c in enumerate(lcols)])
+            b = vres.df.select(C.REGION_ID, *[F.col(c).cast("double").alias(f"v{j}") for j, c in enumerate(vcols)])
+            exprs = [F.stddev_pop(f"l{i}").alias(f"sd{i}") for i in range(len(lcols))]
+            exprs += [
+                F.sum(F.when(F.abs(F.col(f"l{i}") - F.col(f"v{j}")) > 1e-9, 1).otherwise(0)).alias(f"d{i}_{j}")
+                for i in range(len(lcols))
+                for j in range(len(vcols))
+            ]
+            row = a.join(b, C.REGION_ID).agg(*exprs).first()
+            if row is None:
+                continue
+            for i, lc in enumerate(lcols):
+                if not row[f"sd{i}"]:
+                    continue
+                same = [vc for j, vc in enumerate(vcols) if row[f"d{i}_{j}"] == 0]
+                if same:
+                    raise InputError(
+                        f"label {label.name}: column {lc!r} equals view {view.name}'s feature {same[0]!r} in every "
+                        f"region (source {label.source!r}): a view's own input cannot be its downstream label; "
+                        "remove it from the views or from the labels"
+                    )
+
+
 def _check_not_empty(name: str, res: ViewResult) -> None:
     if not res.feature_names:
         raise InputError(f"view {name}: no features (empty input?)")
@@ -414,6 +452,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             _check_finite(prefix + view.name, res, f"{view.source}: {inputs.used.get(view.source, view.source)}")
             res.seconds = time.time() - t_view
             planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
+    _check_labels_are_not_views(planned)
     reports = []
     reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
     stored_regions = (

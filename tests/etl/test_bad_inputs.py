@@ -184,6 +184,14 @@ def od_matrix(d: Path, value: float) -> dict:
     return base(d, [{"name": "mobility", "kind": "flows", "source": "od", "flow_method": "rows"}], {"od": src})
 
 
+def label_copy_of_view(d: Path) -> dict:
+    pd.DataFrame({"rid": list("abcd"), "pop": [1.5, 2.0, 3.0, 4.0]}).to_csv(d / "table.csv", index=False)
+    raw = base(d, sources={"tab": {"kind": "table", "path": "table.csv", "id_column": "rid"}})
+    raw["views"].append({"name": "pop", "kind": "vectors", "source": "tab"})
+    raw["labels"] = [{"name": "density", "kind": "vectors", "source": "tab", "columns": ["pop"]}]
+    return raw
+
+
 REFUSED: list[tuple[str, Callable[[Path], dict], type[CookieError], str]] = [
     ("zero-area region", zero_area_region, InputError, r"flat\.geojson: .*zero area.*\['flat'\]"),
     ("empty FeatureCollection", empty_regions, InputError, r"none\.geojson: the FeatureCollection has no features"),
@@ -205,6 +213,7 @@ REFUSED: list[tuple[str, Callable[[Path], dict], type[CookieError], str]] = [
     ("text trip count", lambda d: trips(d, [5, 1, "n/a"]), InputError, r"trips\.csv: column 'n' must be numeric"),
     ("infinite OD cell", lambda d: od_matrix(d, np.inf), InputError, r"od\.npz .*row 'b' column 'c' = inf"),
     ("negative OD cell", lambda d: od_matrix(d, -1.0), InputError, r"od\.npz .*infinite or negative"),
+    ("label that copies a view", label_copy_of_view, InputError, r"label density: column 'pop' equals view pop's"),
 ]
 
 
