@@ -26,7 +26,9 @@ def test_manhattan180(spark, shared_data, tmp_path, monkeypatch):
     cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"warehouse": str(tmp_path)})})
     report = build_features(spark, cfg)
     rows = {t.table: (t.rows, t.features) for t in report.tables}
-    assert rows["view_mobility"] == (180, 363) and rows["view_poi"] == (180, 26) and rows["view_landuse"] == (180, 11)
+    # own features, then their means over adjacent regions (ctx_adj__*) and over OD partners (ctx_flows__*)
+    assert rows["view_mobility"] == (180, 3 * 363) and rows["view_poi"] == (180, 3 * 26)
+    assert rows["view_landuse"] == (180, 3 * 11)
     assert {"label_crime", "label_checkin", "label_service_calls", "label_district"} <= set(rows)
     assert "view_checkin_similarity" not in rows
     regions = table(spark, cfg, "regions")
@@ -36,6 +38,7 @@ def test_manhattan180(spark, shared_data, tmp_path, monkeypatch):
     np.testing.assert_array_equal(
         poi.loc[[str(i) for i in range(180)], [f"poi_{j:03d}" for j in range(26)]].to_numpy(), raw
     )
+    assert {"ctx_adj__poi_000", "ctx_flows__poi_000"} <= set(poi.columns)
     mob = table(spark, cfg, "view_mobility")
     od = np.load(shared_data / "nyc-manhattan-180" / "hrep" / "mobility_adj.npy")[0]
     order = [str(i) for i in range(180)]
