@@ -305,8 +305,10 @@ class RegionModel:
         history: list[dict[str, Any]] = []
         n = next(iter(v.values())).shape[0]
         hold = holdout_mask(n, self.config) if self.stages() else np.zeros(n, dtype=bool)
-        tv, tm = subset_rows(v, m, torch.from_numpy(np.flatnonzero(~hold)).to(device)) if hold.any() else (v, m)
-        vv, vm = subset_rows(v, m, torch.from_numpy(np.flatnonzero(hold)).to(device)) if hold.any() else (v, m)
+        (tv, tm), (vv, vm) = (v, m), (v, m)
+        if hold.any():
+            tv, tm = subset_rows(v, m, torch.from_numpy(np.flatnonzero(~hold)).to(device))
+            vv, vm = subset_rows(v, m, torch.from_numpy(np.flatnonzero(hold)).to(device))
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(self.config.seed)
             generator = self.make_generator(device)

@@ -50,7 +50,6 @@ class EarlyStopping:
     best: float = math.inf
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    stopped_at: int | None = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> EarlyStopping:
@@ -65,27 +64,21 @@ class EarlyStopping:
         if not math.isfinite(self.best) or loss < self.best - self.min_delta * abs(self.best):
             self.best, self.best_epoch = loss, epoch
             self.best_state = {k: t.detach().cpu().clone() for k, t in module.state_dict().items()}
-        elif epoch - self.best_epoch >= self.patience:
-            self.stopped_at = epoch
-            return True
-        return False
+        return epoch - self.best_epoch >= self.patience
 
     def restore(self, module: nn.Module) -> None:
         """Load the best weights back (no-op when nothing was measured)."""
         if self.best_state is not None:
-            device = next(iter(module.state_dict().values())).device if module.state_dict() else None
-            module.load_state_dict({k: t.to(device) if device is not None else t for k, t in self.best_state.items()})
+            module.load_state_dict(self.best_state)  # copies into the module's tensors, on their device
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "best": self.best,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
-            "stopped_at": self.stopped_at,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
         self.best_state = state["best_state"]
-        self.stopped_at = state["stopped_at"]

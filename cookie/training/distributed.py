@@ -364,7 +364,7 @@ class _RankRun:
         from cookie.exceptions import ConfigError
         from cookie.model import ModelConfig, build_model
         from cookie.model.base import subset_rows
-        from cookie.model.early_stopping import holdout_mask
+        from cookie.model.early_stopping import MIN_VAL_ROWS, holdout_mask
         from cookie.preprocessing import FeatureStats
         from cookie.training.data import read_shard
 
@@ -400,7 +400,11 @@ class _RankRun:
                 config.patience,
             )
         elif model.stages() and config.val_fraction > 0:
-            log.info("early stopping off: under 8 held-out regions per rank (%s); every epoch is trained", held)
+            log.info(
+                "early stopping off: under %d held-out regions per rank (%s); every epoch is trained",
+                MIN_VAL_ROWS,
+                held,
+            )
         self.generator = model.make_generator(self.device, offset=self.rank)
         torch.manual_seed(config.seed + self.rank)  # dropout draws from the global RNG: differ per rank
         if self.device.type == "cuda":
