@@ -105,6 +105,12 @@ def inputs(tmp_path_factory, spark):
         },
     ]
     write_json(d / "buildings.geojson", feature_collection(blds))
+    # parks: two in b, one in d; a label source apart from every view
+    parks = [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": square(x, y, 0.2 * D)}}
+        for x, y in [(X0 + 1.1 * D, Y0 + 1.1 * D), (X0 + 1.5 * D, Y0 + 1.5 * D), (X0 + 1.4 * D, Y0 + 0.4 * D)]
+    ]
+    write_json(d / "parks.geojson", feature_collection(parks))
     pd.DataFrame(
         {
             "olon": [X0 + 0.5 * D, X0 + 1.5 * D, X0 + 0.5 * D],
@@ -175,7 +181,8 @@ def built(spark, inputs):
     raw["sources"]["emb_tab"] = {"kind": "table", "path": "emb.csv", "id_column": "rid"}
     raw["views"].append({"name": "image", "kind": "vectors", "source": "emb_tab"})
     raw["views"][0]["context"] = ["adjacency", "flows"]  # poi: neighbours' POIs over touching squares and trips
-    raw["labels"].append({"name": "built_up", "kind": "polygons", "source": "buildings"})
+    raw["sources"]["parks"] = {"kind": "vector", "path": "parks.geojson"}
+    raw["labels"].append({"name": "green", "kind": "polygons", "source": "parks"})
     cfg = load_config(write_config(inputs, raw), base_dir=str(inputs))
     report = build_features(spark, cfg)
     return cfg, report
@@ -192,7 +199,7 @@ def test_every_region_has_a_row_in_every_table(spark, built):
         "view_mobility",
         "view_elevation",
         "view_image",
-        "label_built_up",
+        "label_green",
     }
     for t in names - {"regions"}:
         df = frame(spark, cfg, t)
