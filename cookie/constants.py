@@ -26,6 +26,7 @@ REGIONS_TABLE = "regions"
 VIEW_PREFIX = "view_"
 LABEL_PREFIX = "label_"
 RUNS_TABLE = "etl_runs"
+RUN_SNAPSHOT_COLUMN = "snapshot"  # etl_runs: JSON {table: Delta version} of the complete run (the manifest)
 EMBEDDINGS_TABLE = "embeddings"
 
 # Table properties recording what a feature table holds.
@@ -55,10 +56,12 @@ EXIT_BAD_INPUT = 1  # bad input data (file, column, region named)
 EXIT_BAD_CONFIG = 2  # bad config or command-line arguments
 EXIT_STACK = 3  # Sedona or Delta jars missing from the JVM
 EXIT_MISSING = 4  # a table, model version or alias that does not exist yet (run the job that makes it)
+EXIT_CONFLICT = 5  # another run committed to the same table meanwhile (let it finish, rerun)
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_BAD_INPUT: "bad input data",
     EXIT_BAD_CONFIG: "bad config or arguments",
     EXIT_STACK: "Sedona or Delta jars missing",
     EXIT_MISSING: "table or model missing: run the job that makes it",
+    EXIT_CONFLICT: "another run wrote the same table meanwhile: rerun after it",
 }

@@ -5,7 +5,7 @@ Anything else that escapes a job (a ``KeyError`` in our code, say) is a bug and 
 
 from __future__ import annotations
 
-from cookie.constants import EXIT_BAD_CONFIG, EXIT_BAD_INPUT, EXIT_MISSING, EXIT_STACK
+from cookie.constants import EXIT_BAD_CONFIG, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_MISSING, EXIT_STACK
 
 
 class CookieError(Exception):
@@ -42,3 +42,9 @@ class StackNotLoaded(CookieError, RuntimeError):
     """Sedona or Delta classes are missing from the running JVM."""
 
     exit_code = EXIT_STACK
+
+
+class ConcurrentRun(CookieError, RuntimeError):
+    """Another job committed to the same Delta table while this one was writing (optimistic concurrency)."""
+
+    exit_code = EXIT_CONFLICT

@@ -535,4 +535,7 @@ def _log_run(spark: SparkSession, cfg: Config, report: RunReport) -> None:
             sort_keys=True,
         ),
     }
+    # the manifest: this run's tables over the previous complete run's; appended last, it commits the run
+    versions = {**tables.snapshot(cfg, spark), **{t.table: t.version for t in report.tables}}
+    row[C.RUN_SNAPSHOT_COLUMN] = json.dumps(versions, sort_keys=True)
     tables.append_rows(spark.createDataFrame([row]), tables.locate(cfg, C.RUNS_TABLE))

@@ -92,7 +92,7 @@ def compute_embeddings(spark: SparkSession, cfg: Config, model: Any, stats: Any,
         [f"{C.REGION_ID} string", f"{EMBEDDING} array<float>"] + [f"`{b}` array<float>" for b in model.block_names]
     )
     fn = map_embeddings(bc, stats.to_dict(), batch_size, threads=cfg.train.torch_threads)
-    order = region_order(tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(C.REGION_ID))
+    order = region_order(tables.read_feature_table(spark, cfg, C.REGIONS_TABLE).select(C.REGION_ID))
     return frame.mapInPandas(fn, schema).join(order, on=C.REGION_ID, how="left")
 
 

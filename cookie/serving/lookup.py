@@ -83,7 +83,7 @@ def regions_of_points(spark: SparkSession, cfg: Config, points: Sequence[tuple[f
         [(i, float(lat), float(lon)) for i, (lat, lon) in enumerate(points)],
         f"{POINT_INDEX} int, {LAT} double, {LON} double",
     ).withColumn("_pt", F.expr(f"ST_Point({LON}, {LAT})"))
-    regions = tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(
+    regions = tables.read_feature_table(spark, cfg, C.REGIONS_TABLE).select(
         C.REGION_ID, F.expr(f"ST_GeomFromWKB({C.GEOMETRY_WKB})").alias("_geom")
     )
     hits = (

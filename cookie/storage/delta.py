@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.config import Config
-from cookie.exceptions import ConfigError, MissingTable
+from cookie.exceptions import ConcurrentRun, ConfigError, MissingTable
 
 
 @dataclass(frozen=True)
@@ -54,29 +54,63 @@ def write_table(
     properties: dict[str, str] | None = None,
     description: str | None = None,
 ) -> int:
-    """Replace the table's contents in one Delta commit; return the new Delta version."""
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    """Replace the table's contents and its properties in one Delta commit; return the new Delta version.
+
+    ``CREATE OR REPLACE TABLE ... AS SELECT`` (DataFrameWriterV2): data, schema and properties (the feature
+    names among them) land in the same commit, so no reader ever sees new columns with old names; the
+    table's history stays readable by version. A concurrent commit to the same table is a
+    :class:`ConcurrentRun` naming it.
+    """
+    writer = df.writeTo(_ident(loc)).using("delta")
+    for k, v in (properties or {}).items():
+        writer = writer.tableProperty(k, v)
     if description:
         writer = writer.option("userMetadata", description)
-    if loc.full_name:
-        writer.saveAsTable(loc.full_name)
-    else:
-        writer.save(loc.path)
-    spark = df.sparkSession
-    ident = _ident(loc)
-    if properties:
-        props = ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in properties.items())
-        spark.sql(f"ALTER TABLE {ident} SET TBLPROPERTIES ({props})")
-    return table_version(spark, loc)
+    try:
+        writer.createOrReplace()
+    except Exception as exc:
+        _raise_if_conflict(exc, loc)
+        raise
+    return table_version(df.sparkSession, loc)
+
+
+CONFLICTS = (
+    "ConcurrentWriteException",
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+
+
+def _raise_if_conflict(exc: Exception, loc: TableLocation) -> None:
+    """Delta's optimistic concurrency: another job committed to this table while ours was writing."""
+    text = f"{type(exc).__name__}: {exc}"
+    hit = next((c for c in CONFLICTS if c in text), None)
+    if hit:
+        raise ConcurrentRun(
+            f"table {loc.name} at {loc}: another run committed to it while this one was writing "
+            f"({hit.rstrip('_')}); nothing of this run's write to it was kept. Let the other run finish, then "
+            "rerun this job (reruns are idempotent)"
+        ) from exc
 
 
 def append_rows(df: DataFrame, loc: TableLocation) -> None:
     """Append (used for the run log, where history is the point)."""
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
-    if loc.full_name:
-        writer.saveAsTable(loc.full_name)
-    else:
-        writer.save(loc.path)
+    try:
+        if loc.full_name:
+            writer.saveAsTable(loc.full_name)
+        else:
+            writer.save(loc.path)
+    except Exception as exc:
+        _raise_if_conflict(exc, loc)
+        raise
 
 
 def read_table(spark: SparkSession, loc: TableLocation, version: int | None = None) -> DataFrame:
@@ -101,12 +135,78 @@ def table_properties(spark: SparkSession, loc: TableLocation) -> dict[str, str]:
     return {r["key"]: r["value"] for r in rows}
 
 
-def feature_names(spark: SparkSession, loc: TableLocation) -> list[str]:
-    props = table_properties(spark, loc)
+def feature_names(spark: SparkSession, loc: TableLocation, version: int | None = None) -> list[str]:
+    """The ``cookie.feature_names`` property of the table (of ``version``, default the newest): the feature
+    columns in order, written in the same commit as the data."""
+    if version is not None and loc.path:
+        from deltalake import DeltaTable
+
+        props = dict(DeltaTable(loc.path, version=version).metadata().configuration)
+    else:
+        props = table_properties(spark, loc)
+        if version is not None and C.FEATURE_NAMES_PROPERTY in props and version != table_version(spark, loc):
+            # catalog table at an older version: its columns in order are the names (same commit as the data)
+            cols = read_table(spark, loc, version).columns
+            return [c for c in cols if c not in (C.REGION_ID, C.PRESENT)]
     if C.FEATURE_NAMES_PROPERTY not in props:
         raise KeyError(f"table {loc} has no {C.FEATURE_NAMES_PROPERTY} property: not a feature table")
     names: list[str] = json.loads(props[C.FEATURE_NAMES_PROPERTY])
     return names
+
+
+def table_exists(spark: SparkSession, loc: TableLocation) -> bool:
+    if loc.full_name:
+        return bool(spark.catalog.tableExists(loc.full_name))
+    assert loc.path is not None  # a location without a catalog name has a path
+    if "://" not in loc.path:
+        return (Path(loc.path) / "_delta_log").is_dir()
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, loc.path))
+
+
+# --------------------------------------------------------------------------- the run manifest
+
+SNAPSHOT = C.RUN_SNAPSHOT_COLUMN
+
+
+def snapshot(cfg: Any, spark: SparkSession | None = None) -> dict[str, int]:
+    """Table -> Delta version, as named by the newest complete feature run.
+
+    The feature job writes its tables one after another, then appends its ``etl_runs`` row last: that row
+    (the manifest) is the commit point of the run across tables. Readers of the regions, view and label
+    tables read the versions it names, so a run killed half-way leaves them reading the previous complete
+    run, never a mix. Empty before any run recorded one (readers then read the newest versions).
+    Read with ``spark`` when given, else with ``deltalake`` (no JVM).
+    """
+    loc = locate(cfg, C.RUNS_TABLE)
+    if spark is not None:
+        if not table_exists(spark, loc):
+            return {}
+        df = read_table(spark, loc)
+        if SNAPSHOT not in df.columns:
+            return {}
+        row = df.where(F.col(SNAPSHOT).isNotNull()).orderBy(F.col("finished_at").desc()).select(SNAPSHOT).first()
+        text = row[0] if row is not None else None
+    else:
+        try:
+            pdf = read_frame(cfg, C.RUNS_TABLE)
+        except MissingTable:
+            return {}
+        if SNAPSHOT not in pdf.columns or not pdf[SNAPSHOT].notna().any():
+            return {}
+        text = pdf[pdf[SNAPSHOT].notna()].sort_values("finished_at")[SNAPSHOT].iloc[-1]
+    return {str(k): int(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def manifested(table: str) -> bool:
+    """Tables whose readers go through the manifest: the feature job's own (not the run log, not embeddings)."""
+    return table == C.REGIONS_TABLE or table.startswith((C.VIEW_PREFIX, C.LABEL_PREFIX))
+
+
+def read_feature_table(spark: SparkSession, cfg: Any, table: str) -> DataFrame:
+    """A regions/view/label table with Spark, at the version of the newest complete run (:func:`snapshot`)."""
+    return read_table(spark, locate(cfg, table), snapshot(cfg, spark).get(table))
 
 
 def feature_properties(kind: str, names: Iterable[str], extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -122,10 +222,6 @@ def geometry_to_wkb(df: DataFrame, col: str = C.GEOMETRY) -> DataFrame:
 
 def _ident(loc: TableLocation) -> str:
     return loc.full_name if loc.full_name else f"delta.`{loc.path}`"
-
-
-def _sql_str(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("'", "\\'")
 
 
 # --------------------------------------------------------------------------- pandas reads (no Spark)
@@ -147,15 +243,17 @@ def read_frame(
     columns: Sequence[str] | None = None,
     filters: list[tuple[str, str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """One warehouse table as pandas (optionally only ``columns`` and rows matching ``filters``).
+    """One warehouse table as pandas (optionally only ``columns`` and rows matching ``filters``); the
+    feature job's tables at the version of the newest complete run (:func:`snapshot`).
 
     ``filters`` are deltalake / pyarrow DNF conjunctions, e.g. ``[("model_version", "=", 3)]``.
     """
     loc = locate(cfg, table)
+    version = snapshot(cfg).get(table) if manifested(table) else None
     if loc.full_name:
-        return _read_catalog(cfg, loc.full_name, columns, filters)
+        return _read_catalog(cfg, loc.full_name, columns, filters, version)
     assert loc.path is not None  # a table outside the catalog has a path
-    return read_delta(loc.path, columns, filters, hint=_hint(cfg, table))
+    return read_delta(loc.path, columns, filters, hint=_hint(cfg, table), version=version)
 
 
 def read_delta(
@@ -163,25 +261,38 @@ def read_delta(
     columns: Sequence[str] | None = None,
     filters: list[tuple[str, str, Any]] | None = None,
     hint: str = "",
+    version: int | None = None,
 ) -> pd.DataFrame:
-    """A Delta table at ``path`` as pandas; :class:`MissingTable` when there is none."""
+    """A Delta table at ``path`` (newest version, or ``version``) as pandas; :class:`MissingTable` when there
+    is none."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        dt = DeltaTable(str(path))
+        dt = DeltaTable(str(path), version=version)
     except TableNotFoundError as exc:
         raise MissingTable(f"no Delta table at {path}" + (f"; {hint}" if hint else "")) from exc
     return dt.to_pandas(columns=list(columns) if columns is not None else None, filters=filters or None)
 
 
 def _read_catalog(
-    cfg: Any, full_name: str, columns: Sequence[str] | None, filters: list[tuple[str, str, Any]] | None
+    cfg: Any,
+    full_name: str,
+    columns: Sequence[str] | None,
+    filters: list[tuple[str, str, Any]] | None,
+    version: int | None = None,
 ) -> pd.DataFrame:
     from cookie.spark import build_session, settings_for  # only for Unity Catalog tables
 
     spark = build_session(settings_for(cfg, "evaluate"))
-    df = spark.table(full_name)
+    if not spark.catalog.tableExists(full_name):
+        raise MissingTable(
+            f"no table {full_name}; {_hint(cfg, 'embeddings' if full_name.endswith('_embeddings') else '')}"
+        )
+    if version is not None:
+        df = spark.sql(f"SELECT * FROM {full_name} VERSION AS OF {int(version)}")
+    else:
+        df = spark.table(full_name)
     for col, op, val in filters or []:
         if op not in ("=", "=="):
             raise ValueError(f"catalog reads support '=' filters only, got {op!r}")

@@ -63,20 +63,9 @@ def features_hint(cfg: Config) -> str:
 def require_table(spark: SparkSession, cfg: Config, loc: TableLocation) -> None:
     """:class:`MissingTable` naming ``loc`` (and the ``features`` verb) when it is not a Delta table."""
     from cookie.exceptions import MissingTable
+    from cookie.storage.delta import table_exists
 
-    if loc.full_name:
-        exists = spark.catalog.tableExists(loc.full_name)
-    else:
-        assert loc.path is not None  # a location without a catalog name has a path
-        if "://" not in loc.path:
-            from pathlib import Path
-
-            exists = (Path(loc.path) / "_delta_log").is_dir()
-        else:
-            from delta.tables import DeltaTable
-
-            exists = DeltaTable.isDeltaTable(spark, loc.path)
-    if not exists:
+    if not table_exists(spark, loc):
         raise MissingTable(f"table {loc.name} does not exist at {loc}; {features_hint(cfg)}")
 
 
@@ -86,17 +75,19 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
     from cookie.storage import delta as tables
 
     out = []
+    snap = tables.snapshot(cfg, spark)
     for view in cfg.views:
         if names is not None and view.name not in names:
             continue
         loc = tables.locate(cfg, C.VIEW_PREFIX + view.name)
         require_table(spark, cfg, loc)
         props = tables.table_properties(spark, loc)
+        # the version of the newest complete feature run, not a newer one a killed run left behind
+        version = snap.get(loc.name, tables.table_version(spark, loc))
         try:
-            names_ = tables.feature_names(spark, loc)
+            names_ = tables.feature_names(spark, loc, version)
         except KeyError as exc:
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
-        version = tables.table_version(spark, loc)
         if loc.full_name:
             detail = spark.sql(f"DESCRIBE DETAIL {loc.full_name}").first()
             assert detail is not None  # DESCRIBE DETAIL returns one row
@@ -213,7 +204,7 @@ def flat_features(spark: SparkSession, cfg: Config, stats: FeatureStats) -> Data
 
     from cookie.storage import delta as tables
 
-    frame = tables.read_table(spark, tables.locate(cfg, C.REGIONS_TABLE)).select(C.REGION_ID)
+    frame = tables.read_feature_table(spark, cfg, C.REGIONS_TABLE).select(C.REGION_ID)
     for vs in stats.views:
         df = spark.read.format("delta")
         if vs.table_version is not None:
