@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup demo test lint typecheck features submit bench-model bench-features clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
+.PHONY: setup demo test lint typecheck features submit bench-model bench-features bench-etl clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
 
 setup: $(VENV)/.installed .ivy2/cookie-packages.txt
 
@@ -82,3 +82,7 @@ bench-quality: setup
 
 mlflow-ui: setup
 	$(abspath $(VENV))/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000
+
+# The points view at 1 M / 10 M / 30 M points against geopandas (bench-results/etl.jsonl).
+bench-etl: setup
+	$(PY) benchmarks/bench_etl.py $(ARGS)
