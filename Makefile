@@ -13,9 +13,17 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup demo test lint typecheck features submit bench-model bench-features bench-etl clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
+.PHONY: setup browser demo test lint typecheck features submit bench-model bench-features bench-etl clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
 
-setup: $(VENV)/.installed .ivy2/cookie-packages.txt
+setup: $(VENV)/.installed .ivy2/cookie-packages.txt browser
+
+# Headless Chromium (Debian's package) for the test that opens the HTML map report; where it cannot be
+# installed (no apt-get, no root) setup goes on and that one test is skipped.
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  (sudo -n sh -c '$(APT_CHROMIUM)' 2>/dev/null || sh -c '$(APT_CHROMIUM)' 2>/dev/null) >/dev/null || \
+	  echo "note: could not install chromium (apt-get install chromium): the HTML map test will be skipped"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -129,6 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from cookie.evaluation.pipeline import evaluate_version
+    from cookie.evaluation.runner import HTML_MAP
     from cookie.storage.tracking import client_for
 
     torch.set_num_threads(args.threads)
@@ -153,6 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "training_run_id": out.ref.run_id,
         "eval_run_id": out.eval_run_id,
         "report": str(out.report_dir / "report.md"),
+        "map": str(out.files[HTML_MAP]) if HTML_MAP in out.files else None,
         "metrics": out.metrics,
     }
     print(json.dumps(summary, indent=1))

@@ -10,6 +10,8 @@ streamed as it comes, and the demo ends with the metrics and where everything is
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 import sys
 import time
@@ -51,8 +53,18 @@ def run_step(i: int, name: str, script: str, what: str, config: str) -> tuple[fl
     return seconds, lines
 
 
-def summary(config: str, timings: dict[str, float]) -> None:
+def map_path(evaluate_output: list[str]) -> Path | None:
+    """The interactive map the evaluate step wrote: the ``"map"`` entry of the JSON summary it prints."""
+    for line in evaluate_output:
+        m = re.match(r'\s*"map": (".*"|null),?\s*$', line)
+        if m and m.group(1) != "null":
+            return Path(json.loads(m.group(1)))
+    return None
+
+
+def summary(config: str, timings: dict[str, float], html_map: Path | None = None) -> None:
     from cookie.config import load_config
+    from cookie.evaluation.pipeline import evaluation_config
 
     cfg = load_config(REPO / config, base_dir=str(REPO))
     import mlflow
@@ -101,7 +113,9 @@ def summary(config: str, timings: dict[str, float]) -> None:
     print(f"  embeddings       {wh}/embeddings (Delta; one version per trained model)")
     for alias, version, run_id, _ in rows:
         print(f"  MLflow           model {name} v{version} @{alias}, training run {run_id}")
-    print(f"  reports          {REPO / 'reports' / cfg.name}")
+    print(f"  reports          {Path(cfg.resolve(evaluation_config(cfg).report_dir)) / cfg.name}")
+    shown = html_map if html_map else "(none written: maps off, or regions without geometry)"
+    print(f"  interactive map  {shown}   (one file, opens offline in a browser)")
     print(f"  MLflow UI        make mlflow-ui   (tracking store {uri}), then open http://127.0.0.1:5000")
     print(f'  look up a vector make lookup CONFIG={config} ARGS="--alias champion --lat 60.17 --lon 24.94"')
 
@@ -111,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="conf/helsinki.yaml")
     args = parser.parse_args(argv)
     timings: dict[str, float] = {}
+    html_map = None
     for i, (name, script, what) in enumerate(STEPS, start=1):
-        timings[name], _ = run_step(i, name, script, what, args.config)
-    summary(args.config, timings)
+        timings[name], lines = run_step(i, name, script, what, args.config)
+        if name == "evaluate":
+            html_map = map_path(lines)
+    summary(args.config, timings, html_map)
     return 0
 
 

@@ -202,7 +202,8 @@ class EvaluationConfig(_Strict):
         "(Manhattan 0..179 as published), else as strings",
     )
     maps: bool = Field(
-        default=True, description="write PNG maps (regression predicted vs actual; embedding PCA as RGB)"
+        default=True,
+        description="write PNG maps (regression predicted vs actual; embedding PCA as RGB) and the interactive map.html",
     )
     log_to_training_run: bool = Field(
         default=True, description="also log eval metrics onto the model version's training run"

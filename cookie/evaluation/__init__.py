@@ -6,6 +6,7 @@
   spatial-block variants;
 * :mod:`~cookie.evaluation.runner` -- the configured tasks on one embedding, the report (markdown + maps);
 * :mod:`~cookie.evaluation.report` / :mod:`~cookie.evaluation.maps` -- markdown tables, PNG maps;
+* :mod:`~cookie.evaluation.html_map` -- the interactive map, one self-contained HTML file;
 * :mod:`~cookie.evaluation.pipeline` -- the evaluate verb: a registered version -> metrics, report, MLflow;
 * :mod:`~cookie.evaluation.promotion` -- champion / challenger decision and alias move;
 * :mod:`~cookie.evaluation.selection` -- choosing a setting inside training rows only;

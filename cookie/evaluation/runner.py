@@ -33,6 +33,7 @@ from cookie.evaluation.report import markdown_table
 from cookie.storage.delta import LabelRows, order_ids
 
 __all__ = [
+    "HTML_MAP",
     "NO_GEOMETRY",
     "EvaluationResult",
     "TaskOutcome",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: file name of the interactive map in a report folder (:mod:`cookie.evaluation.html_map`)
+HTML_MAP = "map.html"
 
 #: why maps and spatial-block tasks are skipped for regions known by id only
 NO_GEOMETRY = "unavailable: regions have no geometry"
@@ -262,11 +266,14 @@ def write_report(
     maps: bool = True,
     published: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Path]:
-    """Write ``report.md``, ``metrics.json`` and (``maps``) PNG maps into ``out_dir``.
+    """Write ``report.md``, ``metrics.json`` and (``maps``) PNG maps and one interactive ``map.html`` into
+    ``out_dir``.
 
     Maps need ``regions`` (a DataFrame with ``region_id`` and ``geometry_wkb``): one predicted-vs-actual
     map per regression task with maps on (out-of-fold / mean test predictions; regions not evaluated are
-    grey), and, with ``embedding=(ids, X)``, the first three principal components as RGB. Without any
+    grey), and, with ``embedding=(ids, X)``, the first three principal components as RGB. ``map.html``
+    (:mod:`cookie.evaluation.html_map`; self-contained, opens offline) holds the same layers, switchable,
+    with a tooltip per region. Without any
     geometry (regions known by id only) the maps are skipped and the report says :data:`NO_GEOMETRY`.
     ``published`` records are added to the table for comparison.
 
@@ -283,8 +290,11 @@ def write_report(
         maps_note = NO_GEOMETRY
         log.info("maps: %s", NO_GEOMETRY)
     elif maps:
+        from cookie.evaluation.html_map import TaskLayer, write_html_map
+
         rid, geoms = _geometries(regions)
         index = {r: i for i, r in enumerate(rid)}
+        layers: list[TaskLayer] = []
         for o in result.outcomes:
             if not o.task.maps or o.task.protocol not in REGRESSION_PROTOCOLS or o.result.predictions is None:
                 continue
@@ -307,6 +317,8 @@ def write_report(
             )
             files[name] = out / name
             images.append((f"{o.task.name} ({o.result.protocol}): actual, predicted, residual", name))
+            layers.append(TaskLayer(o.key, actual, pred, unit=", ".join(o.task.columns)))
+        full = None
         if embedding is not None:
             eids, X = embedding
             epos = {str(r): i for i, r in enumerate(eids)}
@@ -320,6 +332,11 @@ def write_report(
             MP.plot_embedding_rgb(geoms, full, out / name, title=f"{title}: embedding PC1-3 as RGB")
             files[name] = out / name
             images.append(("embedding, first three principal components as R, G, B", name))
+        if full is not None or layers:
+            files[HTML_MAP] = write_html_map(
+                out / HTML_MAP, geoms, rid, embedding=full, tasks=layers, title=title, info=dict(info or {})
+            )
+            log.info("interactive map: %s", files[HTML_MAP])
 
     metrics = result.metrics()
     (out / "metrics.json").write_text(
@@ -341,7 +358,10 @@ def write_report(
     if result.skipped:
         lines += ["## Skipped tasks", ""] + [f"- `{k}`: {why}" for k, why in result.skipped.items()] + [""]
     if images:
-        lines += ["## Maps", ""] + [f"### {cap}\n\n![{cap}]({name})\n" for cap, name in images]
+        lines += ["## Maps", ""]
+        if HTML_MAP in files:
+            lines += [f"Interactive map (one self-contained file, opens offline): [{HTML_MAP}]({HTML_MAP})", ""]
+        lines += [f"### {cap}\n\n![{cap}]({name})\n" for cap, name in images]
     elif maps_note:
         lines += ["## Maps", "", f"Maps {maps_note}.", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -175,6 +175,7 @@ def test_evaluate_job_end_to_end(world, capsys):
     printed = capsys.readouterr().out
     summary = json.loads(printed[printed.index("{\n") :])
     assert summary["version"] == v and summary["report"].endswith("report.md")
+    assert summary["map"] == str(Path(summary["report"]).parent / "map.html") and Path(summary["map"]).is_file()
     client = _client(world["uri"])
 
     # metrics match the protocol run directly on arrays in numeric id order, without the absent labels
@@ -205,6 +206,7 @@ def test_evaluate_job_end_to_end(world, capsys):
         "report/metrics.json",
         "report/map_crime.ridge_kfold.png",
         "report/map_embedding_pca_rgb.png",
+        "report/map.html",
     } <= arts
     # ... and the training run got them too
     train_run = client.get_run(mv.run_id)
@@ -222,6 +224,7 @@ def test_report_and_maps_written(world):
     )
     files = sorted(p.name for p in (world["tmp"] / "rep").iterdir())
     assert files == [
+        "map.html",
         "map_crime.ridge_kfold.png",
         "map_crime.ridge_kfold_repeated.png",
         "map_crime.spatial_block.png",
@@ -235,7 +238,12 @@ def test_report_and_maps_written(world):
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     md = (world["tmp"] / "rep" / "report.md").read_text()
     assert "| crime |" in md and "ridge_kfold (ridge-kfold5)" in md and "![" in md
-    assert "`crime.ridge_kfold.R2`" in md
+    assert "`crime.ridge_kfold.R2`" in md and "[map.html](map.html)" in md
+    assert out.files["map.html"] == world["tmp"] / "rep" / "map.html"
+    page = (world["tmp"] / "rep" / "map.html").read_text()
+    assert page.count("<path data-i=") == N  # every region has a geometry
+    for layer in ("embedding PC1-3 (RGB)", "crime.ridge_kfold: prediction", "crime.spatial_block: error"):
+        assert json.dumps(layer)[1:-1] in page
     assert json.loads((world["tmp"] / "rep" / "metrics.json").read_text())["metrics"] == pytest.approx(out.metrics)
     # one block of the embedding can be evaluated alone
     cfg2 = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"embedding_column": "unique_a"})})
