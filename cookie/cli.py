@@ -48,11 +48,18 @@ def load(args: argparse.Namespace) -> Any:
     return load_config(args.config, overrides=args.set)
 
 
-def check_tracking(cfg: Any, explicit: str | None = None) -> None:
-    """The tracking server answers (a few seconds at most), before any Spark or training work starts."""
-    from cookie.storage.tracking import check_store, registry_uri, tracking_uri
+def check_tracking(cfg: Any, explicit: str | None = None, model_name: str | None = None) -> None:
+    """The registered model's name fits the registry (``--model-name`` if given, else the config's; a
+    :class:`ConfigError` otherwise) and the tracking server answers (a few seconds at most), before any Spark or
+    training work starts."""
+    from cookie.storage.tracking import check_store, parse_model_name, registered_model_name, registry_uri, tracking_uri
 
-    for uri in dict.fromkeys((tracking_uri(cfg, explicit), registry_uri(cfg, explicit))):
+    registry = registry_uri(cfg, explicit)
+    if model_name:
+        parse_model_name(model_name, registry)
+    else:
+        registered_model_name(cfg)
+    for uri in dict.fromkeys((tracking_uri(cfg, explicit), registry)):
         check_store(uri)
 
 
@@ -134,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = load(args)
-    check_tracking(cfg, args.tracking_uri)
+    check_tracking(cfg, args.tracking_uri, args.model_name)
     tasks = _evaluation_tasks(cfg, args.tasks)
     out = evaluate_version(
         cfg,
@@ -172,7 +179,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     cfg = load(args)
-    check_tracking(cfg, args.tracking_uri)
+    check_tracking(cfg, args.tracking_uri, args.model_name)
     ev = cfg.evaluation
     metric = args.metric or ev.primary_metric
     if not metric:
@@ -220,7 +227,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if not args.region and not args.lat:
         raise ConfigError("give --region and/or --lat/--lon")
     cfg = load(args)
-    check_tracking(cfg)
+    check_tracking(cfg, model_name=args.model_name)
     spark = session(cfg, "lookup", args.master)
     missing = 0
     if args.region:

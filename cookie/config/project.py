@@ -272,7 +272,18 @@ class Config(_Strict):
             raise ValueError(f"regions.area_from_source: unknown source {self.regions.area_from_source!r}")
         self._check_ids_regions()
         self._check_context()
+        self._check_catalog_names()
         return self
+
+    def _check_catalog_names(self) -> None:
+        """With ``output.catalog`` the tables are ``<catalog>.<schema>.<dataset>_<table>``: the dataset must be a
+        plain identifier (the local catalog refuses anything else; Unity Catalog would need it quoted everywhere)."""
+        if self.output.catalog and not re.fullmatch(r"[A-Za-z0-9_]+", self.dataset):
+            raise ValueError(
+                f"output.catalog: tables are named <catalog>.<schema>.<dataset>_<table>, and the dataset "
+                f"{self.dataset!r} (output.dataset, default the config name) has characters other than letters, "
+                "digits and underscores: set output.dataset to such a name"
+            )
 
     def _check_ids_regions(self) -> None:
         """Regions known by id only have no polygons: refuse what needs them, naming the view."""

@@ -133,7 +133,7 @@ def write_embeddings(
         .option("userMetadata", f"embeddings {model_name} v{model_version} run {run_id}")
     )
     if loc.full_name:
-        writer.saveAsTable(loc.full_name)
+        writer.saveAsTable(loc.sql)
     else:
         writer.save(loc.path)
     return tables.table_version(spark, loc)
@@ -142,7 +142,7 @@ def write_embeddings(
 def table_exists(spark: SparkSession, cfg: Config) -> bool:
     loc = location(cfg)
     if loc.full_name:
-        return spark.catalog.tableExists(loc.full_name)
+        return spark.catalog.tableExists(loc.sql)
     assert loc.path is not None  # a location without a catalog name has a path
     from delta.tables import DeltaTable
 
@@ -154,8 +154,7 @@ def delete_embeddings(spark: SparkSession, cfg: Config, model_name: str, model_v
     if not table_exists(spark, cfg):
         return
     loc = location(cfg)
-    ident = loc.full_name or f"delta.`{loc.path}`"
-    spark.sql(f"DELETE FROM {ident} WHERE {_predicate(model_name, model_version)}")
+    spark.sql(f"DELETE FROM {loc.sql} WHERE {_predicate(model_name, model_version)}")
 
 
 def read_embeddings(

@@ -31,7 +31,7 @@ from cookie.exceptions import ConcurrentRun, ConfigError, MissingTable
 
 @dataclass(frozen=True)
 class TableLocation:
-    """A table is a path under the warehouse or a Unity Catalog name."""
+    """A table is a path under the warehouse or a catalog name (``<catalog>.<schema>.<table>``)."""
 
     name: str
     path: str | None = None
@@ -40,11 +40,31 @@ class TableLocation:
     def __str__(self) -> str:
         return self.full_name or self.path or self.name
 
+    @property
+    def sql(self) -> str:
+        """The table in Spark SQL and in Spark's table APIs: each part of a catalog name in backticks
+        (main.geo.helsinki_regions as three quoted parts), else ``delta.<path>`` with the path quoted."""
+        if self.full_name:
+            return ".".join(quote_identifier(p) for p in self.full_name.split("."))
+        return f"delta.`{self.path}`"
+
+
+def quote_identifier(part: str) -> str:
+    """One identifier in backticks (a backtick inside doubled), as Spark SQL reads it."""
+    return "`" + part.replace("`", "``") + "`"
+
+
+def catalog_table_name(catalog: str, dataset: str, table: str) -> str:
+    """The one naming rule of catalog tables: ``<catalog>.<schema>.<dataset>_<table>`` (``catalog`` is
+    ``output.catalog``, i.e. ``<catalog>.<schema>``)."""
+    return f"{catalog}.{dataset}_{table}"
+
 
 def locate(cfg: Config, table: str) -> TableLocation:
-    """Where ``table`` of the config's dataset lives: a path under the warehouse, or a catalog name."""
+    """Where ``table`` of the config's dataset lives: ``<warehouse>/<dataset>/<table>``, or with
+    ``output.catalog: <catalog>.<schema>`` the managed table ``<catalog>.<schema>.<dataset>_<table>``."""
     if cfg.output.catalog:
-        return TableLocation(table, full_name=f"{cfg.output.catalog}.{cfg.dataset}_{table}")
+        return TableLocation(table, full_name=catalog_table_name(cfg.output.catalog, cfg.dataset, table))
     return TableLocation(table, path=f"{cfg.warehouse_path()}/{table}")
 
 
@@ -61,7 +81,7 @@ def write_table(
     table's history stays readable by version. A concurrent commit to the same table is a
     :class:`ConcurrentRun` naming it.
     """
-    writer = df.writeTo(_ident(loc)).using("delta")
+    writer = df.writeTo(loc.sql).using("delta")
     for k, v in (properties or {}).items():
         writer = writer.tableProperty(k, v)
     if description:
@@ -105,7 +125,7 @@ def append_rows(df: DataFrame, loc: TableLocation) -> None:
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
     try:
         if loc.full_name:
-            writer.saveAsTable(loc.full_name)
+            writer.saveAsTable(loc.sql)
         else:
             writer.save(loc.path)
     except Exception as exc:
@@ -117,7 +137,7 @@ def read_table(spark: SparkSession, loc: TableLocation, version: int | None = No
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
-    return reader.table(loc.full_name) if loc.full_name else reader.load(loc.path)
+    return reader.table(loc.sql) if loc.full_name else reader.load(loc.path)
 
 
 def table_version(spark: SparkSession, loc: TableLocation) -> int:
@@ -125,13 +145,13 @@ def table_version(spark: SparkSession, loc: TableLocation) -> int:
         commits = [int(p.stem) for p in (Path(loc.path) / "_delta_log").glob("*.json") if p.stem.isdigit()]
         if commits:
             return max(commits)
-    row = spark.sql(f"DESCRIBE HISTORY {_ident(loc)} LIMIT 1").select("version").first()
+    row = spark.sql(f"DESCRIBE HISTORY {loc.sql} LIMIT 1").select("version").first()
     assert row is not None, f"table {loc} has no history"
     return int(row["version"])
 
 
 def table_properties(spark: SparkSession, loc: TableLocation) -> dict[str, str]:
-    rows = spark.sql(f"SHOW TBLPROPERTIES {_ident(loc)}").collect()
+    rows = spark.sql(f"SHOW TBLPROPERTIES {loc.sql}").collect()
     return {r["key"]: r["value"] for r in rows}
 
 
@@ -156,7 +176,7 @@ def feature_names(spark: SparkSession, loc: TableLocation, version: int | None =
 
 def table_exists(spark: SparkSession, loc: TableLocation) -> bool:
     if loc.full_name:
-        return bool(spark.catalog.tableExists(loc.full_name))
+        return bool(spark.catalog.tableExists(loc.sql))
     assert loc.path is not None  # a location without a catalog name has a path
     if "://" not in loc.path:
         return (Path(loc.path) / "_delta_log").is_dir()
@@ -220,10 +240,6 @@ def geometry_to_wkb(df: DataFrame, col: str = C.GEOMETRY) -> DataFrame:
     return df.withColumn(C.GEOMETRY_WKB, F.expr(f"ST_AsBinary({col})")).drop(col)
 
 
-def _ident(loc: TableLocation) -> str:
-    return loc.full_name if loc.full_name else f"delta.`{loc.path}`"
-
-
 # --------------------------------------------------------------------------- pandas reads (no Spark)
 
 ID = C.REGION_ID
@@ -251,7 +267,7 @@ def read_frame(
     loc = locate(cfg, table)
     version = snapshot(cfg).get(table) if manifested(table) else None
     if loc.full_name:
-        return _read_catalog(cfg, loc.full_name, columns, filters, version)
+        return _read_catalog(cfg, loc, columns, filters, version)
     assert loc.path is not None  # a table outside the catalog has a path
     return read_delta(loc.path, columns, filters, hint=_hint(cfg, table), version=version)
 
@@ -277,22 +293,20 @@ def read_delta(
 
 def _read_catalog(
     cfg: Any,
-    full_name: str,
+    loc: TableLocation,
     columns: Sequence[str] | None,
     filters: list[tuple[str, str, Any]] | None,
     version: int | None = None,
 ) -> pd.DataFrame:
-    from cookie.spark import build_session, settings_for  # only for Unity Catalog tables
+    from cookie.spark import build_session, settings_for  # only for catalog tables
 
     spark = build_session(settings_for(cfg, "evaluate"))
-    if not spark.catalog.tableExists(full_name):
-        raise MissingTable(
-            f"no table {full_name}; {_hint(cfg, 'embeddings' if full_name.endswith('_embeddings') else '')}"
-        )
+    if not spark.catalog.tableExists(loc.sql):
+        raise MissingTable(f"no table {loc.full_name}; {_hint(cfg, loc.name)}")
     if version is not None:
-        df = spark.sql(f"SELECT * FROM {full_name} VERSION AS OF {int(version)}")
+        df = spark.sql(f"SELECT * FROM {loc.sql} VERSION AS OF {int(version)}")
     else:
-        df = spark.table(full_name)
+        df = spark.table(loc.sql)
     for col, op, val in filters or []:
         if op not in ("=", "=="):
             raise ValueError(f"catalog reads support '=' filters only, got {op!r}")

@@ -9,7 +9,9 @@ directory and every torchrun child sees the same store) with artefacts under ``<
 
 Naming rules (one each): experiment :func:`experiment_name` (``cookie_<config name>``) holds the training,
 evaluation and promotion runs of a config, told apart by the tag ``cookie.kind``; registered model
-:func:`registered_model_name` (``cookie_<config name>``, ``_<method>`` for methods other than CooKIE).
+:func:`registered_model_name` (``cookie_<config name>``, ``_<method>`` for methods other than CooKIE;
+``<catalog>.<schema>.cookie_<config name>`` with ``output.catalog``, as the Unity Catalog registry needs, read
+back by :func:`parse_model_name`).
 
 An evaluation (:func:`log_evaluation`) is a run of its own (``cookie.kind=evaluation``, every metric, the
 report as artefacts), ``eval.<metric>`` tags on the model version (what promotion reads back with
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from cookie.exceptions import MissingModel
+from cookie.exceptions import ConfigError, MissingModel
 
 if TYPE_CHECKING:
     from cookie.config import Config
@@ -99,26 +101,88 @@ def experiment_name(cfg: Config) -> str:
     return cfg.train.experiment_name or f"cookie_{cfg.name}"
 
 
+#: The Unity Catalog model registry (``databricks-uc``, or ``databricks-uc://<profile>``).
+UC_REGISTRY = "databricks-uc"
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
+
+
+def is_unity_catalog(uri: str | None) -> bool:
+    """Whether a registry URI is the Unity Catalog registry, whose model names are ``<catalog>.<schema>.<model>``."""
+    return bool(uri) and (uri == UC_REGISTRY or str(uri).startswith(UC_REGISTRY + "://"))
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A registered model's name: ``<model>`` in a workspace (or SQLite) registry, ``<catalog>.<schema>.<model>``
+    in Unity Catalog (and locally with ``output.catalog`` set, so that the same names run everywhere)."""
+
+    model: str
+    catalog: str | None = None
+    schema: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.catalog}.{self.schema}.{self.model}" if self.catalog else self.model
+
+    @property
+    def three_level(self) -> bool:
+        return self.catalog is not None
+
+
+def parse_model_name(name: str, registry: str | None = None) -> ModelName:
+    """Read a registered model name: ``<model>`` (no dot), or ``<catalog>.<schema>.<model>`` whose parts are
+    letters, digits and underscores (Unity Catalog identifiers). The Unity Catalog registry (``registry``, see
+    :func:`is_unity_catalog`) takes only the three-level form. Anything else is a :class:`ConfigError` that says
+    how to name the model."""
+    parts = name.split(".")
+    how = (
+        "set output.catalog: <catalog>.<schema> (the model is then <catalog>.<schema>.cookie_<config>) or "
+        "train.registered_model_name: <catalog>.<schema>.<model>"
+    )
+    if len(parts) == 1 and name.strip():
+        if is_unity_catalog(registry):
+            raise ConfigError(
+                f"the Unity Catalog registry ({registry}) names models <catalog>.<schema>.<model>, got {name!r}; {how}"
+            )
+        return ModelName(name)
+    if len(parts) != 3 or not all(_IDENTIFIER.fullmatch(p) for p in parts):
+        raise ConfigError(
+            f"registered model name {name!r}: expected <model> (no dot) or <catalog>.<schema>.<model> (each part "
+            f"letters, digits and underscores); {how}"
+        )
+    return ModelName(parts[2], catalog=parts[0], schema=parts[1])
+
+
 def registered_model_name(cfg: Config) -> str:
     """The one naming rule: ``train.registered_model_name``, else ``cookie_<config name>`` for CooKIE and
     ``cookie_<config name>_<method>`` for any other method, so that one feature set serves several models.
-    With ``output.catalog`` set (Unity Catalog registry) the name is ``<catalog>.<schema>.<name>``."""
+
+    With ``output.catalog: <catalog>.<schema>`` a one-part name becomes ``<catalog>.<schema>.<name>``, in lower
+    case (Unity Catalog stores names in lower case; the local registry gets the same name). The name is checked
+    against the config's registry (:func:`parse_model_name`): the Unity Catalog registry needs three levels.
+    """
     name = cfg.train.registered_model_name
     if not name:
         method = cfg.model.method
         name = f"cookie_{cfg.name}" if method == "cookie" else f"cookie_{cfg.name}_{method}"
     if cfg.output.catalog and name.count(".") == 0:
         name = f"{cfg.output.catalog}.{name}"
-    return name
+    parsed = parse_model_name(name, registry_uri(cfg))
+    return str(parsed).lower() if parsed.three_level else str(parsed)
 
 
 def registry_uri(cfg: Config, explicit_tracking_uri: str | None = None) -> str:
-    """``train.registry_uri`` (e.g. ``databricks-uc``), else the tracking store (:func:`tracking_uri`).
+    """``train.registry_uri`` (e.g. ``databricks-uc``), else the Unity Catalog registry for a Databricks tracking
+    store with ``output.catalog`` set, else the tracking store (:func:`tracking_uri`).
 
     ``$MLFLOW_REGISTRY_URI`` is deliberately not read: ``mlflow.set_registry_uri`` writes it, so
     in a process that handled another config it would name that config's registry.
     """
-    return cfg.train.registry_uri or tracking_uri(cfg, explicit_tracking_uri)
+    if cfg.train.registry_uri:
+        return cfg.train.registry_uri
+    uri = tracking_uri(cfg, explicit_tracking_uri)
+    if cfg.output.catalog and (uri == "databricks" or uri.startswith("databricks://")):
+        return UC_REGISTRY
+    return uri
 
 
 def configure(cfg: Config) -> tuple[str, str]:

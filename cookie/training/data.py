@@ -89,7 +89,7 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
         except KeyError as exc:
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
         if loc.full_name:
-            detail = spark.sql(f"DESCRIBE DETAIL {loc.full_name}").first()
+            detail = spark.sql(f"DESCRIBE DETAIL {loc.sql}").first()
             assert detail is not None  # DESCRIBE DETAIL returns one row
             path = detail["location"]
         else:

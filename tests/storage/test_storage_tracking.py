@@ -35,6 +35,58 @@ def test_naming_rules(tmp_path):
     assert T.registered_model_name(uc) == "main.geo.cookie_tiny"
 
 
+def test_model_names_built_and_parsed_for_both_registries(tmp_path, monkeypatch):
+    """Workspace / SQLite registry: ``cookie_<config>``; with ``output.catalog`` (what the Unity Catalog registry
+    needs): ``<catalog>.<schema>.cookie_<config>`` in lower case, in either registry, read back part by part."""
+    from cookie.exceptions import ConfigError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    plain = _config(tmp_path)
+    assert T.registered_model_name(plain) == "cookie_tiny"
+    assert T.parse_model_name("cookie_tiny", T.registry_uri(plain)) == T.ModelName("cookie_tiny")
+
+    for registry in ("", "train: {registry_uri: databricks-uc}", "train: {registry_uri: 'databricks-uc://prof'}"):
+        cfg = _config(tmp_path, "output: {catalog: Main.Geo}\n" + registry)
+        name = T.registered_model_name(cfg)
+        assert name == "main.geo.cookie_tiny"
+        parsed = T.parse_model_name(name, T.registry_uri(cfg))
+        assert (parsed.catalog, parsed.schema, parsed.model, str(parsed)) == ("main", "geo", "cookie_tiny", name)
+        assert parsed.three_level and T.is_unity_catalog(T.registry_uri(cfg)) == bool(registry)
+    named = _config(tmp_path, "output: {catalog: main.geo}\ntrain: {registered_model_name: prod.ml.Regions}")
+    assert T.registered_model_name(named) == "prod.ml.regions"  # a three-level name is kept (lower case)
+
+    # the Unity Catalog registry needs three levels: say how to get them
+    uc_bare = _config(tmp_path, "train: {registry_uri: databricks-uc}")
+    with pytest.raises(ConfigError, match="set output.catalog"):
+        T.registered_model_name(uc_bare)
+    for bad in ("geo.cookie_tiny", "a.b.c.d", "main.geo.cookie-tiny", "", "main..m"):
+        with pytest.raises(ConfigError, match="<catalog>.<schema>.<model>"):
+            T.parse_model_name(bad)
+    assert T.parse_model_name("cookie_my-cfg") == T.ModelName("cookie_my-cfg")  # a workspace registry name
+    # on Databricks (tracking store "databricks") a catalog means the Unity Catalog registry
+    assert T.registry_uri(_config(tmp_path, "output: {catalog: main.geo}"), "databricks") == "databricks-uc"
+    assert T.registry_uri(_config(tmp_path), "databricks") == "databricks"
+    assert not T.is_unity_catalog("databricks") and not T.is_unity_catalog(None)
+
+
+def test_catalog_names_checked_before_any_work(tmp_path):
+    """A dataset that is no plain identifier cannot name catalog tables; a bad --model-name stops the verb
+    before Spark or MLflow start (exit code of a config error)."""
+    from cookie.cli import check_tracking
+    from cookie.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="output.dataset"):
+        _config(tmp_path, "output: {catalog: main.geo, dataset: tiny-2}")
+    assert _config(tmp_path, "output: {dataset: tiny-2}").dataset == "tiny-2"  # fine without a catalog
+    uc = _config(tmp_path, "output: {catalog: main.geo}\ntrain: {registry_uri: databricks-uc}")
+    check_tracking(uc)  # databricks-uc is not probed; the config's name is three-level
+    with pytest.raises(ConfigError, match="names models <catalog>.<schema>.<model>"):
+        check_tracking(uc, model_name="cookie_tiny")
+    with pytest.raises(ConfigError) as err:
+        check_tracking(_config(tmp_path, "train: {registry_uri: databricks-uc}"))
+    assert err.value.exit_code == ConfigError.exit_code
+
+
 def test_store_uris(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = _config(tmp_path)
@@ -68,6 +120,18 @@ def store(tmp_path, monkeypatch):
     mv = mc.create_model_version("cookie_tiny", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     mc.set_registered_model_alias("cookie_tiny", "challenger", mv.version)
     return mc, run.info.run_id, tmp_path
+
+
+def test_three_level_names_in_the_sqlite_registry(store):
+    """The local registry takes the Unity Catalog form of the name: register, alias and resolve by it."""
+    mc, rid, tmp_path = store
+    name = T.registered_model_name(_config(tmp_path, "output: {catalog: spark_catalog.geo}"))
+    mc.create_registered_model(name)
+    mv = mc.create_model_version(name, f"runs:/{rid}/model", run_id=rid)
+    mc.set_registered_model_alias(name, "challenger", mv.version)
+    ref = T.resolve_version(mc, name, alias="challenger")
+    assert (ref.name, ref.version, ref.run_id) == ("spark_catalog.geo.cookie_tiny", 1, rid)
+    assert T.parse_model_name(ref.name).model == "cookie_tiny"
 
 
 def test_resolve_version(store):
