@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup browser demo test lint typecheck features submit bench-model bench-features bench-etl clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
+.PHONY: setup browser demo test lint typecheck docs features submit bench-model bench-features bench-etl clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
 
 setup: $(VENV)/.installed .ivy2/cookie-packages.txt browser
 
@@ -57,6 +57,10 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(abspath $(VENV))/bin/mypy
+
+# The configuration reference, generated from the typed config (tests/config/test_config_reference.py checks it).
+docs: $(VENV)/.installed
+	$(PY) -m cookie.config.reference docs/config.md
 
 bench-model: setup
 	$(PY) benchmarks/bench_model.py

@@ -110,7 +110,7 @@ class TaskConfig(_Strict):
         min_length=1, description="target column(s) of the label table; shell patterns allowed, e.g. 'share_*'"
     )
     exclude_columns: list[str] = Field(default_factory=list, description="columns (or patterns) dropped from columns")
-    protocol: Protocol
+    protocol: Protocol = Field(description="evaluation protocol (cookie.evaluation.protocols)")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the protocol")
     subset_column: str | None = Field(
         default=None,
@@ -179,16 +179,19 @@ def metric_direction(metric: str) -> Literal["max", "min"]:
 class EvaluationConfig(_Strict):
     """How a registered model version's embeddings are evaluated and compared."""
 
-    tasks: list[TaskConfig] = Field(default_factory=list)
+    tasks: list[TaskConfig] = Field(default_factory=list, description="the downstream tasks")
     primary_metric: str | None = Field(
         default=None, description="'<task>.<protocol>.<metric>' that decides promotion, e.g. 'crime.ridge_kfold.R2'"
     )
-    primary_direction: Literal["auto", "max", "min"] = "auto"
+    primary_direction: Literal["auto", "max", "min"] = Field(
+        default="auto",
+        description="whether larger is better; auto: from the metric name (R2, NMI, ... larger; MAE, ... smaller)",
+    )
     min_improvement: float = Field(
         default=0.0, ge=0.0, description="the challenger must beat the champion by more than this (strictly)"
     )
     alias: str = Field(default="challenger", description="alias evaluated by default (and promoted by promote)")
-    champion_alias: str = "champion"
+    champion_alias: str = Field(default="champion", description="alias that promote moves to the better version")
     embeddings_table: str = Field(default="embeddings", description="Delta table written by the trainer")
     embedding_column: str = Field(
         default="embedding", description="column evaluated (or one block column, e.g. unique_poi)"

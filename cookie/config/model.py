@@ -27,15 +27,21 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = "cookie"
+    method: Method = Field(
+        default="cookie",
+        description="cookie, gfactorcl, the ablations intra_only and pair_only, or the baselines raw (z-scored views side by side), raw_pca (PCA to CooKIE's width) and single_view",
+    )
     embed_dim: int = Field(default=64, ge=1, description="d, width of every encoder output and head block")
     hidden_dim: int = Field(default=256, ge=1, description="hidden width of the per-view MLP encoders")
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="dropout in the encoders")
     tau: float = Field(default=0.1, gt=0.0, description="InfoNCE temperature")
     lambda_intra: float = Field(default=1.0, ge=0.0, description="weight of the intra-view terms kept in stage 2")
     use_club: bool = Field(default=False, description="add the CLUB-style removal terms (and their critics)")
     beta_club: float = Field(default=0.1, ge=0.0, description="weight of the CLUB removal terms")
-    augmentations: list[Augmentation] = Field(default_factory=_default_augmentations)
+    augmentations: list[Augmentation] = Field(
+        default_factory=_default_augmentations,
+        description="augmentations of the contrastive views, of noise, mask, mixup, identity",
+    )
     augment_mode: Literal["compose", "choose"] = Field(
         default="compose",
         description="(ours) 'compose' applies every listed augmentation in order; 'choose' picks one of them per row",
@@ -46,13 +52,15 @@ class ModelConfig(BaseModel):
         "False is the literal NCE(s_ij^i(f_i(x_i)), s_ij^j(f_j(x_j))) on clean views, which memorises "
         "small data sets (Manhattan-180: pair_only R2 0.54/0.59 clean vs 0.65/0.73 augmented)",
     )
-    noise_sigma: float = Field(default=0.1, ge=0.0)
-    mask_prob: float = Field(default=0.2, ge=0.0, lt=1.0)
+    noise_sigma: float = Field(default=0.1, ge=0.0, description="std of the Gaussian noise augmentation")
+    mask_prob: float = Field(
+        default=0.2, ge=0.0, lt=1.0, description="share of features zeroed by the mask augmentation"
+    )
     epochs_intra: int = Field(default=300, ge=0, description="stage-1 epochs (GFactorCL: joint epochs = intra + pair)")
     epochs_pair: int = Field(default=300, ge=0, description="stage-2 epochs")
-    lr: float = Field(default=1e-3, gt=0.0)
-    weight_decay: float = Field(default=0.0, ge=0.0)
-    batch_size: int | None = Field(default=None, ge=2, description="rows per step; None = full batch")
+    lr: float = Field(default=1e-3, gt=0.0, description="Adam learning rate")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="Adam weight decay")
+    batch_size: int | None = Field(default=None, ge=2, description="rows per step; null: full batch")
     val_fraction: float = Field(
         default=0.1,
         ge=0.0,
@@ -64,7 +72,7 @@ class ModelConfig(BaseModel):
     patience: int = Field(default=20, ge=1, description="epochs without a held-out improvement before a stage stops")
     min_delta: float = Field(default=0.01, ge=0.0, description="relative held-out loss decrease that counts as one")
     val_every: int = Field(default=5, ge=1, description="epochs between held-out loss checks")
-    seed: int = 0
+    seed: int = Field(default=0, description="seeds the weights, augmentations, batch order and held-out regions")
     single_view: str | None = Field(default=None, description="the view kept by method='single_view'")
 
     @model_validator(mode="after")

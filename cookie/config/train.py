@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     # ---- TorchDistributor
     num_processes: int = Field(default=2, ge=1, description="ranks (processes in local mode, Spark tasks otherwise)")
     local_mode: bool = Field(default=True, description="TorchDistributor local_mode: torchrun on the driver")
-    use_gpu: bool | None = Field(default=None, description="None: use CUDA when the driver sees a GPU")
+    use_gpu: bool | None = Field(default=None, description="null: use CUDA when the driver sees a GPU")
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per rank")
     # ---- checkpoints
     checkpoint_dir: str = Field(
@@ -58,20 +58,26 @@ class TrainConfig(BaseModel):
     )
     # ---- MLflow
     tracking_uri: str | None = Field(
-        default=None, description="None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db"
+        default=None, description="null: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db"
     )
-    registry_uri: str | None = None
+    registry_uri: str | None = Field(
+        default=None,
+        description="null: the tracking store; with output.catalog on a Databricks tracking store, databricks-uc",
+    )
     experiment_name: str | None = Field(
-        default=None, description="None: cookie_<config name> (training, evaluation and promotion runs)"
+        default=None, description="null: cookie_<config name> (training, evaluation and promotion runs)"
     )
     artifact_location: str | None = Field(
-        default=None, description="new experiments only; None: <repo>/mlruns for local stores"
+        default=None, description="new experiments only; null: <repo>/mlruns for local stores"
     )
     registered_model_name: str | None = Field(
-        default=None, description="None: cookie_<config name> for CooKIE, cookie_<config name>_<method> otherwise"
+        default=None, description="null: cookie_<config name> for CooKIE, cookie_<config name>_<method> otherwise"
     )
     alias: str = Field(default="challenger", description="alias set on the newly registered version")
-    pip_requirements: list[str] = Field(default_factory=lambda: list(DEFAULT_PIP_REQUIREMENTS))
+    pip_requirements: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PIP_REQUIREMENTS),
+        description="pip requirements logged with the registered pyfunc",
+    )
     profile: bool = Field(
         default=True, description="log efficiency figures (FLOPs/step, peak memory) measured on rank 0"
     )
