@@ -82,6 +82,7 @@ def test_manhattan_other_tasks_run(manhattan180):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_regiondcl_population_density_anchor(nyc_tracts):
     """RegionDCL's released embedding, RegionDCL's protocol: R2 0.591 +- 0.025, MAE 4989 +- 158."""
     t = nyc_tracts

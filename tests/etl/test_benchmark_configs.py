@@ -55,6 +55,7 @@ def test_manhattan180(spark, shared_data, manhattan_tables, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_nyc_tracts(spark, shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("COOKIE_SHARED_DATA", str(shared_data))
     cfg = load_config(REPO / "conf" / "nyc_tracts.yaml", base_dir=str(REPO))
@@ -75,6 +76,7 @@ def test_nyc_tracts(spark, shared_data, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_projected_tracts_with_crs_match_wgs84(spark, shared_data):
     """The EPSG:32118 copy of the tracts, read with crs set, gives the same geodesic areas."""
     from cookie.config import FileRegions

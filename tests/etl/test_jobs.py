@@ -43,6 +43,7 @@ def run(cmd, **kw):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_spark_submit_as_documented(tmp_path):
     cfg = tiny_config(tmp_path)
     ivy = os.environ.get("COOKIE_IVY_DIR", str(REPO / ".ivy2"))

@@ -136,6 +136,7 @@ def test_trains_logs_checkpoints_registers_and_writes_the_table(spark, full_run)
     np.testing.assert_allclose(np.linalg.norm(np.stack(pdf["unique_poi"].to_numpy()), axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.heavy
 def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_run):
     from cookie.model import build_model
     from cookie.preprocessing import FeatureStats
@@ -221,6 +222,7 @@ def _rows(spark, cfg, name: str, version: int):
     return pdf["region_id"].tolist(), np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
 
 
+@pytest.mark.heavy
 def test_a_second_method_on_the_same_config_is_a_model_of_its_own(spark, full_run):
     """``--set model.method=raw`` on the trained config: its own checkpoints and registered model
     (cookie_<name>_raw), trained with 2 processes; the CooKIE model is untouched."""
@@ -265,6 +267,7 @@ def _raw_view(vs, ids):
     return df[vs.features].to_numpy(float), df["_present"].to_numpy()
 
 
+@pytest.mark.heavy
 def test_raw_pca_gives_the_same_embeddings_with_one_and_two_processes(spark, full_run):
     cfg, _ = full_run
     pca_cfg = _method_config(cfg, "raw_pca")
