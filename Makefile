@@ -51,8 +51,8 @@ demo: setup
 test: setup lint typecheck
 	$(PY) -m pytest -m "not heavy" tests
 
-# The long tests CI leaves out (CI's 30-minute budget): 1 vs 2 training processes, version rewrites, a second
-# method, spark-submit, the NYC tracts config and the RegionDCL anchor.
+# The long tests CI leaves out (CI's 30-minute budget): 1 vs 2 training processes, stop-and-resume, version
+# rewrites, a second method, spark-submit, the NYC tracts config and the RegionDCL anchor.
 test-heavy: setup
 	$(PY) -m pytest -m heavy tests
 

@@ -157,6 +157,7 @@ def test_rewriting_a_version_is_idempotent_and_keeps_other_versions(spark, full_
     assert _table(spark, cfg).count() == 180
 
 
+@pytest.mark.heavy
 def test_stop_and_resume_gives_the_same_embeddings(spark, full_run, manhattan_tables, tmp_path, capsys, caplog):
     ref_cfg, ref = full_run
     # default checkpoint_every (50): only stage ends (where early stopping restores the best weights), the stop
