@@ -415,6 +415,12 @@ class Config(_Strict):
         """Name of the feature set: ``output.dataset``, else the config name."""
         return self.output.dataset or self.name
 
+    def data_credit(self) -> str:
+        """The attribution the data's licence asks for on maps drawn from it (OpenStreetMap: ODbL), or ``""``."""
+        if any(isinstance(src, OsmSource) for src in self.sources.values()):
+            return "Data (c) OpenStreetMap contributors, ODbL 1.0 (openstreetmap.org/copyright)"
+        return ""
+
     def warehouse_path(self) -> str:
         return str(Path(self.resolve(self.output.warehouse)) / self.dataset)
 

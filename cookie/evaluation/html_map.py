@@ -194,6 +194,7 @@ body{margin:0;font:13px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:
  padding:4px 7px;font-size:12px;display:none;white-space:nowrap;box-shadow:0 1px 4px rgba(0,0,0,.2)}
 #tip table{border-collapse:collapse}#tip td{padding:0 4px}#tip td+td{text-align:right}
 .note{color:#666;font-size:11px}
+#credit{position:absolute;right:4px;bottom:2px;font-size:10px;color:#555;background:rgba(255,255,255,.7);padding:0 3px}
 """
 
 # The page's script: layers, legend, tooltip, zoom / pan, and the address (#layer=...&region=...).
@@ -291,6 +292,7 @@ def html_map(
     title: str = "regions",
     info: dict[str, Any] | None = None,
     crs: Any | None = None,
+    credit: str = "",
 ) -> str:
     """The self-contained HTML page (see the module docstring) as a string.
 
@@ -302,6 +304,7 @@ def html_map(
         title: page title.
         info: extra ``key: value`` lines shown under the title.
         crs: CRS of the geometries (default: the input's, else WGS84 for lon / lat coordinates).
+        credit: the data's attribution, shown in the map's corner (OpenStreetMap's ODbL asks for one).
     """
     paths, width, height = svg_paths(regions, crs)
     n = len(paths)
@@ -335,6 +338,7 @@ drag: pan, double click: reset.</div>
 {shapes}
 </svg>
 <div id="tip"></div>
+{f'<div id="credit">{html.escape(credit)}</div>' if credit else ""}
 </div>
 <script type="application/json" id="map-data">{_json(data)}</script>
 <script>{_JS}</script>

@@ -109,6 +109,12 @@ def _prepared(regions: Any, crs: Any | None) -> Any:
     return local_projection(region_series(regions, crs))
 
 
+def _credit(fig: Any, credit: str) -> None:
+    """The data's attribution (``credit``, e.g. OpenStreetMap's) in the figure's bottom-right corner."""
+    if credit:
+        fig.text(0.995, 0.005, credit, ha="right", va="bottom", fontsize=6, color="#555")
+
+
 def _draw(ax: Any, gs: Any, facecolors: list[Any], edgecolor: str = "white", linewidth: float = 0.2) -> None:
     """Draw the regions that have a geometry, each in its colour, with equal axis scales (metres)."""
     has = np.asarray(~(gs.isna() | gs.is_empty))
@@ -137,6 +143,7 @@ def plot_predicted_vs_actual(
     show_residual: bool = False,
     dpi: int = 120,
     crs: Any | None = None,
+    credit: str = "",
 ) -> Path:
     """Write a PNG with the actual and predicted values side by side, on one shared colour scale.
 
@@ -179,6 +186,7 @@ def plot_predicted_vs_actual(
         fig.colorbar(ScalarMappable(norm=rnorm, cmap="RdBu_r"), ax=axes[2], shrink=0.8)
     if title:
         fig.suptitle(title)
+    _credit(fig, credit)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
@@ -224,6 +232,7 @@ def plot_embedding_rgb(
     clip_quantile: float = 0.01,
     dpi: int = 120,
     crs: Any | None = None,
+    credit: str = "",
 ) -> Path:
     """Write a PNG map colouring each region by the first three principal components of its embedding
     (PC1 = red, PC2 = green, PC3 = blue; see :func:`pca_rgb`). Regions whose embedding has NaN are grey.
@@ -241,6 +250,7 @@ def plot_embedding_rgb(
     ax = fig.subplots()
     _draw(ax, gs, colours, linewidth=0.1)
     ax.set_title(title or "embedding PCA (R, G, B = PC1, PC2, PC3)")
+    _credit(fig, credit)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)

@@ -145,6 +145,7 @@ def evaluate_ref(
         dataset=cfg.name,
         method=ref.name,
         maps=ev.maps if maps is None else maps,
+        credit=cfg.data_credit(),
     )
     logger.info("report: %s", Path(report_dir) / "report.md")
 

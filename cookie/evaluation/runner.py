@@ -265,6 +265,7 @@ def write_report(
     method: str = "",
     maps: bool = True,
     published: Sequence[Mapping[str, Any]] = (),
+    credit: str = "",
 ) -> dict[str, Path]:
     """Write ``report.md``, ``metrics.json`` and (``maps``) PNG maps and one interactive ``map.html`` into
     ``out_dir``.
@@ -275,7 +276,8 @@ def write_report(
     (:mod:`cookie.evaluation.html_map`; self-contained, opens offline) holds the same layers, switchable,
     with a tooltip per region. Without any
     geometry (regions known by id only) the maps are skipped and the report says :data:`NO_GEOMETRY`.
-    ``published`` records are added to the table for comparison.
+    ``published`` records are added to the table for comparison. ``credit`` (the data's attribution,
+    :meth:`cookie.config.Config.data_credit`) is printed on every map.
 
     Returns ``{name: path}`` of every file written.
     """
@@ -314,6 +316,7 @@ def write_report(
                 title=f"{title}: {o.task.name}, {o.result.protocol}",
                 label=", ".join(o.task.columns),
                 show_residual=True,
+                credit=credit,
             )
             files[name] = out / name
             images.append((f"{o.task.name} ({o.result.protocol}): actual, predicted, residual", name))
@@ -329,12 +332,19 @@ def write_report(
                 if j is not None:
                     full[i] = Xa[j]
             name = "map_embedding_pca_rgb.png"
-            MP.plot_embedding_rgb(geoms, full, out / name, title=f"{title}: embedding PC1-3 as RGB")
+            MP.plot_embedding_rgb(geoms, full, out / name, title=f"{title}: embedding PC1-3 as RGB", credit=credit)
             files[name] = out / name
             images.append(("embedding, first three principal components as R, G, B", name))
         if full is not None or layers:
             files[HTML_MAP] = write_html_map(
-                out / HTML_MAP, geoms, rid, embedding=full, tasks=layers, title=title, info=dict(info or {})
+                out / HTML_MAP,
+                geoms,
+                rid,
+                embedding=full,
+                tasks=layers,
+                title=title,
+                info=dict(info or {}),
+                credit=credit,
             )
             log.info("interactive map: %s", files[HTML_MAP])
 

@@ -22,6 +22,7 @@ import pytest
 
 from cookie.evaluation.html_map import TaskLayer, html_map, svg_paths, write_html_map
 
+REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -215,3 +216,16 @@ def test_page_in_headless_chromium(tmp_path):
     broken.write_text(page.read_text().replace('JSON.parse(document.getElementById("map-data")', "JSON.parse(("))
     _, console3 = _open(chromium, broken, tmp_path / "profile")
     assert any("Uncaught" in line for line in console3)
+
+
+def test_data_credit_on_the_page():
+    """The default data is OpenStreetMap's: its ODbL attribution is printed on the map, and nothing else is."""
+    from cookie.config import load_config
+
+    credit = load_config(REPO / "conf" / "helsinki.yaml").data_credit()
+    assert "OpenStreetMap contributors" in credit and "ODbL" in credit
+    c = _case()
+    page = html_map(c["geoms"], c["ids"], embedding=c["X"], credit=credit)
+    assert f'<div id="credit">{credit}</div>' in page and "http" not in page
+    assert 'id="credit"' not in html_map(c["geoms"], c["ids"], embedding=c["X"])
+    assert load_config(REPO / "conf" / "manhattan180.yaml").data_credit() == ""
