@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import PRESENT, ViewResult
+from cookie.etl.features.common import FEATURES, PRESENT, ViewResult, double_array, project, sql_name
 
 SRC = "src"
 DST = "dst"
@@ -82,43 +82,83 @@ def flow_edges(od: DataFrame) -> DataFrame:
     return fwd.unionByName(rev).groupBy(SRC, DST).agg(F.sum(WEIGHT).alias(WEIGHT))
 
 
+def _packed(view: DataFrame, names: list[str]) -> DataFrame:
+    """``region_id``, the features as one ``array<double>`` column ``_features`` (one projection), ``_present``."""
+    return view.select(C.REGION_ID, double_array(names).alias(FEATURES), PRESENT)
+
+
+def _neighbour_means(packed: DataFrame, edges: DataFrame, out: str) -> DataFrame:
+    """``region_id``, ``out``: the weighted mean of the ``_features`` arrays of the region's neighbours that have the
+    view, for regions with at least one such neighbour.
+
+    The features travel as one vector per row and are averaged by one vector aggregate (Spark ML's
+    ``Summarizer`` weighted mean, sum(w * x) / sum(w) per element), so the plan is as narrow for 1,000 features as
+    for one; a ``sum`` per column would make one aggregate expression per feature.
+    """
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.ml.stat import Summarizer
+
+    have = packed.where(F.col(PRESENT)).select(
+        F.col(C.REGION_ID).alias(DST), array_to_vector(F.col(FEATURES)).alias("_x")
+    )
+    e = edges.where((F.col(SRC) != F.col(DST)) & (F.col(WEIGHT) > 0)).select(SRC, DST, F.col(WEIGHT).cast("double"))
+    means = e.join(have, DST).groupBy(SRC).agg(Summarizer.mean(F.col("_x"), F.col(WEIGHT)).alias("_m"))
+    return means.select(F.col(SRC).alias(C.REGION_ID), vector_to_array(F.col("_m")).alias(out))
+
+
+def _append_means(view: DataFrame, names: list[str], graphs: Mapping[str, DataFrame]) -> tuple[DataFrame, list[str]]:
+    """``view``'s columns (``_present`` moved last) followed by ``ctx_<graph>__<name>`` for every graph and name,
+    expanded from the mean arrays in one final projection."""
+    packed = _packed(view, names)
+    joined = view
+    for k, edges in enumerate(graphs.values()):
+        joined = joined.join(_neighbour_means(packed, edges, f"__ctx_mean{k}"), C.REGION_ID, "left")
+    keep = [c for c in view.columns if c != PRESENT]
+    ctx = [context_column(graph, n) for graph in graphs for n in names]
+    means = [
+        f"coalesce(__ctx_mean{k}[{i}], CAST({sql_name(n)} AS DOUBLE))"
+        for k in range(len(graphs))
+        for i, n in enumerate(names)
+    ]
+    cols = [(sql_name(c), c) for c in keep] + list(zip(means, ctx)) + [(sql_name(PRESENT), PRESENT)]
+    return project(joined, cols), ctx
+
+
 def neighbour_mean(view: DataFrame, names: list[str], edges: DataFrame, graph: str) -> DataFrame:
     """Append ``ctx_<graph>__<name>`` for each feature: the weighted mean of the feature over the region's
     neighbours in ``edges`` that have the view (``_present``), weights row-normalised over those
     neighbours; a region without one keeps its own value.
 
     ``view``: ``region_id``, features, ``_present`` (any other columns are kept, ``_present`` stays last).
-    One join of the edges with the present regions, one ``groupBy(src)``, one left join back.
+    One join of the edges with the present regions, one vector ``groupBy(src)``, one left join back.
     """
-    ctx = [context_column(graph, n) for n in names]
-    have = view.where(F.col(PRESENT)).select(
-        F.col(C.REGION_ID).alias(DST), *[F.col(n).alias(f"_x{i}") for i, n in enumerate(names)]
-    )
-    e = edges.where((F.col(SRC) != F.col(DST)) & (F.col(WEIGHT) > 0)).select(SRC, DST, WEIGHT)
-    sums = (
-        e.join(have, DST)
-        .groupBy(SRC)
-        .agg(
-            F.sum(WEIGHT).alias("_deg"),
-            *[F.sum(F.col(WEIGHT) * F.col(f"_x{i}")).alias(f"_s{i}") for i in range(len(names))],
-        )
-    )
-    means = sums.select(
-        F.col(SRC).alias(C.REGION_ID), *[(F.col(f"_s{i}") / F.col("_deg")).alias(f"_m{i}") for i in range(len(names))]
-    )
-    joined = view.join(means, C.REGION_ID, "left")
-    keep = [c for c in view.columns if c != PRESENT]
-    return joined.select(
-        *keep,
-        *[F.coalesce(F.col(f"_m{i}"), F.col(n).cast("double")).alias(c) for i, (n, c) in enumerate(zip(names, ctx))],
-        PRESENT,
-    )
+    return _append_means(view, names, {graph: edges})[0]
 
 
 def with_context(res: ViewResult, graphs: Mapping[str, DataFrame]) -> ViewResult:
-    """The view's features followed by their neighbour mean over each graph (in the given order)."""
-    df, names = res.df, list(res.feature_names)
-    for graph, edges in graphs.items():
-        df = neighbour_mean(df, res.feature_names, edges, graph)
-        names += [context_column(graph, n) for n in res.feature_names]
-    return ViewResult(df.select(C.REGION_ID, *names, PRESENT), names, dict(res.stats), res.extra, res.seconds)
+    """The view's features followed by their neighbour mean over each graph (in the given order).
+
+    Works on the packed view (:meth:`ViewResult.pack`): the means are one array per graph and region, appended
+    to the features array by one ``concat``; a region without a present neighbour keeps its own array. A packed
+    view gives a packed result, a view with one column per feature gives one again (expanded once).
+    """
+    packed = res.pack()
+    joined = packed.df
+    for k, edges in enumerate(graphs.values()):
+        joined = joined.join(_neighbour_means(packed.df, edges, f"__ctx_mean{k}"), C.REGION_ID, "left")
+    features = F.concat(
+        F.col(FEATURES), *[F.coalesce(F.col(f"__ctx_mean{k}"), F.col(FEATURES)) for k in range(len(graphs))]
+    )
+    ctx = [context_column(graph, n) for graph in graphs for n in res.feature_names]
+    names = [*res.feature_names, *ctx]
+    nullable = {**packed.nullable, **{c: packed.nullable[n] for c, n in zip(ctx, res.feature_names * len(graphs))}}
+    out = ViewResult(
+        joined.select(C.REGION_ID, features.alias(FEATURES), PRESENT),
+        names,
+        dict(res.stats),
+        res.extra,
+        res.seconds,
+        packed=True,
+        nullable=nullable,
+    )
+    return out if res.packed else out.unpack()

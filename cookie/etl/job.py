@@ -34,7 +34,8 @@ from cookie.config import (
     ViewConfig,
 )
 from cookie.etl.context import flow_edges, region_adjacency, with_context
-from cookie.etl.features.common import ViewResult, any_of, not_finite
+from cookie.etl.copies import copied_columns, fingerprints
+from cookie.etl.features.common import FEATURES, ViewResult, not_finite
 from cookie.etl.features.flows import od_features, trips_to_edges
 from cookie.etl.features.lines import road_lengths
 from cookie.etl.features.points import poi_counts
@@ -348,14 +349,21 @@ def _check_trip_counts(df: DataFrame, column: str, keys: list[str], path: str) -
 def _check_finite(table: str, res: ViewResult, source: str) -> None:
     """Nothing non-finite reaches a Delta table: a NaN or infinity left in a feature column stops the job,
     naming the table, the columns and a region."""
-    bad = any_of([F.col(n) for n in res.feature_names], not_finite)
-    first = res.df.where(bad).select(C.REGION_ID).first()
+    packed = res.pack()
+    bad = F.coalesce(F.exists(F.col(FEATURES), not_finite), F.lit(False))
+    first = packed.df.where(bad).select(C.REGION_ID).first()
     if first is None:
         return
-    n_bad = res.df.where(bad).count()
-    sums = res.df.agg(*[F.sum(not_finite(F.col(n)).cast("int")).alias(n) for n in res.feature_names]).first()
-    assert sums is not None  # an aggregate has one row
-    cols = [n for n in res.feature_names if sums[n]]
+    n_bad = packed.df.where(bad).count()
+    at = (
+        packed.df.where(bad)
+        .select(F.posexplode(FEATURES).alias("_i", "_x"))
+        .where(not_finite(F.col("_x")))
+        .select("_i")
+        .distinct()
+        .collect()
+    )
+    cols = [res.feature_names[i] for i in sorted(int(r["_i"]) for r in at)]
     raise InputError(
         f"{table}: {n_bad} region(s) have a NaN or infinite value, e.g. region {first[0]!r}, in column(s) "
         f"{cols[:10]}{' ...' if len(cols) > 10 else ''} (source {source}); nothing was written"
@@ -366,43 +374,52 @@ def _check_labels_are_not_views(planned: list[tuple[str, str, ViewResult, ViewCo
     """A label column equal to one of a view's own features in every region is refused before anything is
     written: the evaluation would score the embedding on a copy of its own input (leakage, not skill).
 
-    One aggregate per (label, view) pair over their join; constant label columns are not compared.
+    Each table is read once into per-column fingerprints (:mod:`cookie.etl.copies`); only the pairs whose
+    fingerprints agree are compared value by value. Constant label columns are not compared.
     """
-    views = [(v, r) for _, kind, r, v in planned if kind == "view"]
-    for _, kind, lres, label in planned:
-        if kind != "label":
-            continue
-        lcols = [c for c in lres.feature_names if not c.startswith(tuple(C.CONTEXT_PREFIX.values()))]
-        for view, vres in views:
-            vcols = [c for c in vres.feature_names if not c.startswith(tuple(C.CONTEXT_PREFIX.values()))]
-            if not lcols or not vcols:
-                continue
-            a = lres.df.select(C.REGION_ID, *[F.col(c).cast("double").alias(f"l{i}") for i, c in enumerate(lcols)])
-            b = vres.df.select(C.REGION_ID, *[F.col(c).cast("double").alias(f"v{j}") for j, c in enumerate(vcols)])
-            exprs = [F.stddev_pop(f"l{i}").alias(f"sd{i}") for i in range(len(lcols))]
-            exprs += [
-                F.sum(F.when(F.abs(F.col(f"l{i}") - F.col(f"v{j}")) > 1e-9, 1).otherwise(0)).alias(f"d{i}_{j}")
-                for i in range(len(lcols))
-                for j in range(len(vcols))
-            ]
-            row = a.join(b, C.REGION_ID).agg(*exprs).first()
-            if row is None:
-                continue
-            for i, lc in enumerate(lcols):
-                if not row[f"sd{i}"]:
-                    continue
-                same = [vc for j, vc in enumerate(vcols) if row[f"d{i}_{j}"] == 0]
-                if same:
-                    raise InputError(
-                        f"label {label.name}: column {lc!r} equals view {view.name}'s feature {same[0]!r} in every "
-                        f"region (source {label.source!r}): a view's own input cannot be its downstream label; "
-                        "remove it from the views or from the labels"
-                    )
+
+    def own(res: ViewResult) -> dict[str, str]:
+        values = res.value_sql()
+        return {c: values[c] for c in res.feature_names if not c.startswith(tuple(C.CONTEXT_PREFIX.values()))}
+
+    labels = [(label, r, own(r)) for _, kind, r, label in planned if kind == "label" and own(r)]
+    views = [(v, r, own(r)) for _, kind, r, v in planned if kind == "view" and own(r)]
+    if not labels or not views:
+        return
+    view_prints = [fingerprints(r.df, values) for _, r, values in views]
+    for label, lres, lvalues in labels:
+        lprints = fingerprints(lres.df, lvalues)
+        for (view, vres, vvalues), vprints in zip(views, view_prints):
+            same = copied_columns(lres.df, lvalues, vres.df, vvalues, lprints, vprints)
+            if same:
+                lc, vc = same[0]
+                raise InputError(
+                    f"label {label.name}: column {lc!r} equals view {view.name}'s feature {vc!r} in every "
+                    f"region (source {label.source!r}): a view's own input cannot be its downstream label; "
+                    "remove it from the views or from the labels"
+                )
 
 
 def _check_not_empty(name: str, res: ViewResult) -> None:
     if not res.feature_names:
         raise InputError(f"view {name}: no features (empty input?)")
+
+
+def _kept(df: DataFrame) -> DataFrame:
+    """``df`` computed once and kept (memory, then disk) for the rest of the run.
+
+    Where the driver runs the tasks itself (``local[...]`` masters: laptops, CI, single-node clusters) the
+    frame is also cut from its lineage (a local checkpoint): every later step over a view (context, checks,
+    the write) would otherwise plan, print and ship the whole chain that built it and the regions under it, a
+    few seconds per step for a wide view. On a cluster the rows are only cached, so a lost executor's share is
+    recomputed rather than lost. Release with ``unpersist`` (a no-op for a checkpoint, whose blocks Spark
+    drops once the frame is gone).
+    """
+    if (df.sparkSession.sparkContext.master or "").startswith("local"):
+        return df.localCheckpoint(eager=True)
+    kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+    kept.count()
+    return kept
 
 
 def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = None) -> RunReport:
@@ -416,8 +433,10 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     run_id = uuid.uuid4().hex[:12]
     inputs = _Inputs(spark, cfg)
     regions_res = build_regions(spark, cfg, inputs)
-    regions = regions_res.df.persist(StorageLevel.MEMORY_AND_DISK)
+    regions = _kept(regions_res.df)
     n_regions = regions.count()
+    for df in regions_res.release:
+        df.unpersist()
     t_regions = time.time() - t0
     if n_regions == 0:
         raise InputError("no regions: the area or region file produced none")
@@ -432,7 +451,8 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             t_view = time.time()
             res = build_view(spark, cfg, inputs, regions, view)
             _check_not_empty(view.name, res)
-            res.df = res.df.persist(StorageLevel.MEMORY_AND_DISK)
+            res = res.pack()  # one array column until the write: see ViewResult
+            res.df = _kept(res.df)
             present = res.df.where(F.col("_present")).count()
             res.stats["regions_with_data"] = present
             if present == 0:
@@ -445,7 +465,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
                 graphs = context_graphs(spark, cfg, inputs, regions, view, graph_cache)
                 release.append(res.df)
                 res = with_context(res, graphs)
-                res.df = res.df.persist(StorageLevel.MEMORY_AND_DISK)
+                res.df = _kept(res.df)
                 for graph, edges in graphs.items():
                     res.stats[f"context_{graph}_edges"] = edges.count()
                 res.extra = {**res.extra, "context": json.dumps(list(view.context))}
@@ -479,7 +499,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             props[f"cookie.{k}"] = v
         t_write = time.time()
         version = tables.write_table(
-            res.df.orderBy(C.REGION_ID), tables.locate(cfg, table), props, description=f"cookie run {run_id}"
+            res.unpack().df.orderBy(C.REGION_ID), tables.locate(cfg, table), props, description=f"cookie run {run_id}"
         )
         reports.append(
             TableReport(

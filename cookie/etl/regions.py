@@ -32,6 +32,9 @@ class RegionsResult:
     # ids only: region_id, area_km2, centroid_lon, centroid_lat, geometry_wkb, all but the id null
     df: DataFrame
     stats: dict[str, int] = field(default_factory=dict)
+    # frames kept in memory while the regions were checked (the file, read once): the caller unpersists them
+    # once it has persisted and materialised df
+    release: list[DataFrame] = field(default_factory=list)
 
 
 def measure(df: DataFrame) -> DataFrame:
@@ -81,7 +84,18 @@ def validate_polygons(df: DataFrame, source: str, invalid: str = "repair") -> tu
 
 
 def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> RegionsResult:
-    df = read_vector(spark, path, cfg.format, cfg.crs)
+    """Regions from a polygon file, checked and measured. The file is read and reprojected once: the checks
+    below (ids, validity, types, extent) and the caller's table all read the kept copy (``release``)."""
+    raw = read_vector(spark, path, cfg.format, cfg.crs, persist=True)
+    try:
+        measured, stats = _checked_regions(raw, cfg, path)
+    except BaseException:
+        raw.unpersist()
+        raise
+    return RegionsResult(measured, stats, [raw])
+
+
+def _checked_regions(df: DataFrame, cfg: FileRegions, path: str) -> tuple[DataFrame, dict[str, int]]:
     if cfg.id_column not in df.columns:
         raise InputError(
             f"{path}: id column {cfg.id_column!r} not found; columns are {[c for c in df.columns if c != C.GEOMETRY]}"
@@ -106,7 +120,7 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
         raise InputError(f"{path}: regions must be polygons; not polygonal: {[r[0] for r in bad_type]}")
     measured = measure(kept)
     check_extent(measured, path)
-    return RegionsResult(measured, stats)
+    return measured, stats
 
 
 def check_extent(regions: DataFrame, source: str) -> None:

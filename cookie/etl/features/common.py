@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
@@ -19,13 +19,77 @@ PRESENT = "_present"  # True where the region had any data for the view (the mod
 OTHER = "other"
 
 
+FEATURES = "_features"  # a packed view's features, one array<double> in feature_names order
+
+
 @dataclass
 class ViewResult:
-    df: DataFrame  # region_id, <features...>, _present
+    """A view's table. ``df`` is ``region_id``, one column per feature, ``_present`` as the view transforms make
+    it; the feature job packs it (:meth:`pack`) into ``region_id``, ``_features`` (one ``array<double>``),
+    ``_present``, works on that narrow frame (context, checks) and expands it into columns once, to write
+    (:meth:`unpack`): a plan with a thousand columns costs seconds per step to analyse, compile and run, one
+    array column does not."""
+
+    df: DataFrame  # region_id, <features...>, _present; packed: region_id, _features, _present
     feature_names: list[str]
     stats: dict[str, int] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)  # written as cookie.<key> table properties
     seconds: float = 0.0  # time spent building the view
+    packed: bool = False
+    nullable: dict[str, bool] = field(default_factory=dict)  # packed: each feature column's nullability
+
+    def pack(self) -> ViewResult:
+        """The same view with its features in one array column (lazy: one projection)."""
+        if self.packed:
+            return self
+        schema = {f.name: f.nullable for f in self.df.schema.fields}
+        df = self.df.select(C.REGION_ID, double_array(self.feature_names).alias(FEATURES), PRESENT)
+        nullable = {n: schema[n] for n in self.feature_names}
+        return ViewResult(df, list(self.feature_names), self.stats, self.extra, self.seconds, True, nullable)
+
+    def unpack(self) -> ViewResult:
+        """The same view with one column per feature, expanded in one projection; each column keeps the
+        nullability it had before packing."""
+        if not self.packed:
+            return self
+        cols = [(sql_name(C.REGION_ID), C.REGION_ID)]
+        for i, n in enumerate(self.feature_names):
+            value = f"{FEATURES}[{i}]"
+            cols.append((value if self.nullable.get(n, True) else f"coalesce({value}, 0D)", n))
+        cols.append((sql_name(PRESENT), PRESENT))
+        return ViewResult(project(self.df, cols), list(self.feature_names), self.stats, self.extra, self.seconds)
+
+    def value_sql(self) -> dict[str, str]:
+        """Each feature as a SQL expression over ``df``: its column, or its element of the packed array."""
+        if self.packed:
+            return {n: f"{FEATURES}[{i}]" for i, n in enumerate(self.feature_names)}
+        return {n: sql_name(n) for n in self.feature_names}
+
+
+def sql_name(name: str) -> str:
+    """A column name quoted for a SQL expression (any characters, backticks doubled)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def project(df: DataFrame, columns: Sequence[tuple[str, str]]) -> DataFrame:
+    """``df`` projected to the given ``(SQL expression, name)`` columns, in order, in one projection.
+
+    Wide tables are built this way: the columns travel to the JVM as one expression (a struct, expanded by
+    ``.*``; the optimizer removes the struct), so the cost does not grow with a round trip into the JVM per
+    column and expression node, which made a 1,000-column projection take seconds to tens of seconds.
+    """
+    struct = "named_struct(" + ", ".join(f"{sql_string(name)}, {expr}" for expr, name in columns) + ")"
+    return df.select(F.expr(struct).alias("_row")).select("_row.*")
+
+
+def double_array(names: Sequence[str]) -> Column:
+    """The named columns as one ``array<double>`` column (one expression)."""
+    return F.expr("array(" + ", ".join(f"CAST({sql_name(n)} AS DOUBLE)" for n in names) + ")")
 
 
 def slug(text: str) -> str:
@@ -114,7 +178,7 @@ def pivot_wide(long: DataFrame, value: str, categories: list[str], names: list[s
     position = F.array_position(F.array(*[F.lit(c) for c in categories]), F.col(C.CATEGORY)).cast("int")
     values: list[bool | float | int | str] = list(range(1, len(categories) + 1))
     wide = long.withColumn("_pos", position).groupBy(C.REGION_ID).pivot("_pos", values).agg(F.sum(value))
-    return wide.select(C.REGION_ID, *[F.col(f"`{i}`").alias(n) for i, n in enumerate(names, start=1)])
+    return project(wide, [(sql_name(C.REGION_ID), C.REGION_ID), *[(f"`{i}`", n) for i, n in enumerate(names, start=1)]])
 
 
 def keep_geometry_types(df: DataFrame, allowed: tuple[str, ...]) -> tuple[DataFrame, dict[str, int]]:
@@ -137,10 +201,13 @@ def keep_geometry_types(df: DataFrame, allowed: tuple[str, ...]) -> tuple[DataFr
 def complete(regions: DataFrame, features: DataFrame, names: list[str]) -> DataFrame:
     """Every region gets a row; missing values become 0 and ``_present`` says who had data."""
     joined = regions.select(C.REGION_ID).join(features.withColumn(PRESENT, F.lit(True)), on=C.REGION_ID, how="left")
-    return joined.select(
-        C.REGION_ID,
-        *[F.coalesce(F.col(n).cast("double"), F.lit(0.0)).alias(n) for n in names],
-        F.coalesce(F.col(PRESENT), F.lit(False)).alias(PRESENT),
+    return project(
+        joined,
+        [
+            (sql_name(C.REGION_ID), C.REGION_ID),
+            *[(f"coalesce(CAST({sql_name(n)} AS DOUBLE), 0D)", n) for n in names],
+            (f"coalesce({PRESENT}, false)", PRESENT),
+        ],
     )
 
 
@@ -149,7 +216,7 @@ def row_sum(names: list[str]) -> Column:
     so hundreds of columns do not nest hundreds of expressions deep)."""
     if not names:
         return F.lit(0.0)
-    return F.aggregate(F.array(*[F.col(n).cast("double") for n in names]), F.lit(0.0), lambda acc, x: acc + x)
+    return F.aggregate(double_array(names), F.lit(0.0), lambda acc, x: acc + x)
 
 
 def not_finite(x: Column) -> Column:
@@ -162,12 +229,13 @@ def is_infinite(x: Column) -> Column:
     return F.coalesce(x.isin(float("inf"), float("-inf")), F.lit(False))
 
 
-def any_of(values: list[Column], test: Callable[[Column], Column]) -> Column:
-    """True where ``test`` holds for any of the values (as doubles), never null: one ``exists`` over an array, not
-    a deep OR chain, so hundreds of columns do not nest hundreds of expressions deep."""
-    if not values:
+def any_column(names: Sequence[str], test: Callable[[Column], Column]) -> Column:
+    """True where ``test`` holds for any of the named columns (as doubles), never null: one ``exists`` over one
+    array expression, not a deep OR chain, so hundreds of columns neither nest hundreds of expressions deep nor
+    cost a call into the JVM each."""
+    if not names:
         return F.lit(False)
-    return F.coalesce(F.exists(F.array(*[v.cast("double") for v in values]), test), F.lit(False))
+    return F.coalesce(F.exists(double_array(names), test), F.lit(False))
 
 
 def nan_to_zero(df: DataFrame, names: list[str]) -> DataFrame:

@@ -15,10 +15,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cookie import constants as C
-from cookie.etl.features.common import ViewResult, complete
+from cookie.etl.features.common import FEATURES, PRESENT, ViewResult, complete
 from cookie.etl.features.points import FEATURE_ID, assign_points
 
 ROWS_LIMIT = 2048  # 'auto' uses rows up to this many regions, SVD above
+BASE_NAMES = ("outflow", "inflow", "self_flow")
 
 
 def trips_to_edges(regions: DataFrame, trips: DataFrame) -> tuple[DataFrame, dict[str, int]]:
@@ -36,13 +37,28 @@ def trips_to_edges(regions: DataFrame, trips: DataFrame) -> tuple[DataFrame, dic
     return edges, {"input_rows": n_in, "outside_regions": n_in - n_kept}
 
 
-def filter_edges(regions: DataFrame, edges: DataFrame) -> tuple[DataFrame, int]:
-    """Drop edges whose ends are not known regions (counted)."""
+def filter_edges(regions: DataFrame, edges: DataFrame) -> tuple[DataFrame, int, int]:
+    """Drop edges whose ends are not known regions: the kept edges, how many were dropped and how many kept
+    (counted in one pass)."""
     ids = regions.select(C.REGION_ID)
-    kept = edges.join(ids.withColumnRenamed(C.REGION_ID, C.ORIGIN_REGION), C.ORIGIN_REGION, "left_semi").join(
-        ids.withColumnRenamed(C.REGION_ID, C.DESTINATION_REGION), C.DESTINATION_REGION, "left_semi"
+    flagged = edges.join(
+        ids.select(F.col(C.REGION_ID).alias(C.ORIGIN_REGION), F.lit(True).alias("_known_o")), C.ORIGIN_REGION, "left"
+    ).join(
+        ids.select(F.col(C.REGION_ID).alias(C.DESTINATION_REGION), F.lit(True).alias("_known_d")),
+        C.DESTINATION_REGION,
+        "left",
     )
-    return kept, edges.count() - kept.count()
+    known = F.col("_known_o").isNotNull() & F.col("_known_d").isNotNull()
+    counts = flagged.agg(F.count("*").alias("n"), F.sum(known.cast("int")).alias("kept")).first()
+    assert counts is not None  # an aggregate has one row
+    kept = int(counts["kept"] or 0)
+    return (
+        edges.join(ids.withColumnRenamed(C.REGION_ID, C.ORIGIN_REGION), C.ORIGIN_REGION, "left_semi").join(
+            ids.withColumnRenamed(C.REGION_ID, C.DESTINATION_REGION), C.DESTINATION_REGION, "left_semi"
+        ),
+        int(counts["n"]) - kept,
+        kept,
+    )
 
 
 def _index(regions: DataFrame) -> DataFrame:
@@ -60,17 +76,11 @@ def od_features(
     dim: int = 32,
 ) -> ViewResult:
     # Spark orders NaN above every number, so 'trips > 0' alone would keep NaN (the readers refuse it anyway)
-    edges, unknown = filter_edges(regions, edges.where((F.col(C.TRIPS) > 0) & ~F.isnan(C.TRIPS)))
+    edges, unknown, n_edges = filter_edges(regions, edges.where((F.col(C.TRIPS) > 0) & ~F.isnan(C.TRIPS)))
     n = regions.count()
     if method == "auto":
         method = "rows" if n <= ROWS_LIMIT else "svd"
-    out_flow = edges.groupBy(F.col(C.ORIGIN_REGION).alias(C.REGION_ID)).agg(F.sum(C.TRIPS).alias("outflow"))
-    in_flow = edges.groupBy(F.col(C.DESTINATION_REGION).alias(C.REGION_ID)).agg(F.sum(C.TRIPS).alias("inflow"))
-    self_flow = edges.where(F.col(C.ORIGIN_REGION) == F.col(C.DESTINATION_REGION)).select(
-        F.col(C.ORIGIN_REGION).alias(C.REGION_ID), F.col(C.TRIPS).alias("self_flow")
-    )
-    base = out_flow.join(in_flow, C.REGION_ID, "outer").join(self_flow, C.REGION_ID, "left")
-    names = ["outflow", "inflow", "self_flow"]
+    stats = {"edges": n_edges, "unknown_region_edges": unknown, "method_rows": int(method == "rows")}
     idx = _index(regions)
     e = (
         edges.join(idx.withColumnRenamed(C.REGION_ID, C.ORIGIN_REGION).withColumnRenamed("_idx", "_o"), C.ORIGIN_REGION)
@@ -78,29 +88,63 @@ def od_features(
             idx.withColumnRenamed(C.REGION_ID, C.DESTINATION_REGION).withColumnRenamed("_idx", "_d"),
             C.DESTINATION_REGION,
         )
-        .select("_o", "_d", F.log1p(F.col(C.TRIPS).cast("double")).alias("_v"))
+        .select(
+            "_o", "_d", F.col(C.TRIPS).cast("double").alias("_t"), F.log1p(F.col(C.TRIPS).cast("double")).alias("_v")
+        )
     )
     if method == "rows":
-        order = [r[C.REGION_ID] for r in idx.orderBy("_idx").collect()]  # N ids, N small by construction
-        out_names = [f"out_{i:05d}" for i in range(n)]
-        in_names = [f"in_{i:05d}" for i in range(n)]
-        out_w = e.groupBy("_o").pivot("_d", list(range(n))).agg(F.sum("_v"))
-        out_w = out_w.select(F.col("_o").alias("_idx"), *[F.col(f"`{i}`").alias(out_names[i]) for i in range(n)])
-        in_w = e.groupBy("_d").pivot("_o", list(range(n))).agg(F.sum("_v"))
-        in_w = in_w.select(F.col("_d").alias("_idx"), *[F.col(f"`{i}`").alias(in_names[i]) for i in range(n)])
-        vec = idx.join(out_w, "_idx", "left").join(in_w, "_idx", "left").drop("_idx")
-        vec_names = out_names + in_names
-        extra = {"flow_columns_region_order": ",".join(order)}
-    else:
-        vec, vec_names = _svd_vectors(spark, idx, e, n, dim)
-        extra = {}
-    feats = base.join(vec, C.REGION_ID, "outer")
-    names = names + vec_names
-    out = complete(regions, feats, names)
-    stats = {"edges": edges.count(), "unknown_region_edges": unknown, "method_rows": int(method == "rows")}
-    res = ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)
-    res.extra = extra
-    return res
+        return _rows_features(spark, idx, e, n, stats)
+    out_flow = edges.groupBy(F.col(C.ORIGIN_REGION).alias(C.REGION_ID)).agg(F.sum(C.TRIPS).alias("outflow"))
+    in_flow = edges.groupBy(F.col(C.DESTINATION_REGION).alias(C.REGION_ID)).agg(F.sum(C.TRIPS).alias("inflow"))
+    self_flow = edges.where(F.col(C.ORIGIN_REGION) == F.col(C.DESTINATION_REGION)).select(
+        F.col(C.ORIGIN_REGION).alias(C.REGION_ID), F.col(C.TRIPS).alias("self_flow")
+    )
+    base = out_flow.join(in_flow, C.REGION_ID, "outer").join(self_flow, C.REGION_ID, "left")
+    vec, vec_names = _svd_vectors(spark, idx, e, n, dim)
+    names = [*BASE_NAMES, *vec_names]
+    out = complete(regions, base.join(vec, C.REGION_ID, "outer"), names)
+    return ViewResult(out, names, stats)
+
+
+def _rows_features(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, stats: dict[str, int]) -> ViewResult:
+    """The 'rows' flow features, packed (see ViewResult): outflow, inflow, self-flow, then the region's OD row
+    (log1p trips to region 0..N-1, ``out_<j>``) and OD column (from region 0..N-1, ``in_<j>``), 0 where none.
+
+    One aggregation over the N x 2N cells (the region index crossed with the positions, left-joined to the
+    non-zero cells), each region's cells collected in position order: no pivot, no column per position, and
+    the totals come from the same cells.
+    """
+    order = [r[C.REGION_ID] for r in idx.orderBy("_idx").collect()]  # N ids, N small by construction
+    cells = (
+        e.select(F.col("_o").cast("long").alias("_r"), F.col("_d").cast("long").alias("_c"), "_v", "_t")
+        .unionByName(
+            e.select(F.col("_d").cast("long").alias("_r"), (F.col("_o") + n).cast("long").alias("_c"), "_v", "_t")
+        )
+        .groupBy("_r", "_c")
+        .agg(F.sum("_v").alias("_v"), F.sum("_t").alias("_t"))
+    )
+    grid = idx.select(C.REGION_ID, F.col("_idx").cast("long").alias("_r")).crossJoin(
+        spark.range(2 * n).select(F.col("id").alias("_c"))
+    )
+    per_region = (
+        grid.join(cells, ["_r", "_c"], "left")
+        .groupBy(C.REGION_ID)
+        .agg(
+            F.sum(F.when(F.col("_c") < n, F.col("_t"))).alias("outflow"),
+            F.sum(F.when(F.col("_c") >= n, F.col("_t"))).alias("inflow"),
+            F.sum(F.when(F.col("_c") == F.col("_r"), F.col("_t"))).alias("self_flow"),
+            F.sort_array(F.collect_list(F.struct("_c", F.coalesce("_v", F.lit(0.0)).alias("_v")))).alias("_cells"),
+        )
+    )
+    totals = F.array(*[F.coalesce(F.col(c).cast("double"), F.lit(0.0)) for c in BASE_NAMES])
+    packed = per_region.select(
+        C.REGION_ID,
+        F.concat(totals, F.transform("_cells", lambda x: x["_v"])).alias(FEATURES),
+        F.lit(True).alias(PRESENT),  # every region has its row and column, zeros or not
+    )
+    names = [*BASE_NAMES, *[f"out_{i:05d}" for i in range(n)], *[f"in_{i:05d}" for i in range(n)]]
+    extra = {"flow_columns_region_order": ",".join(order)}
+    return ViewResult(packed, names, stats, extra, packed=True, nullable={c: False for c in names})
 
 
 def _svd_vectors(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, dim: int) -> tuple[DataFrame, list[str]]:

@@ -8,11 +8,11 @@ the wide projection (see :func:`region_vectors`).
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cookie import constants as C
-from cookie.etl.features.common import PRESENT, ViewResult, any_of, is_infinite, not_finite
+from cookie.etl.features.common import PRESENT, ViewResult, any_column, is_infinite, not_finite, project, sql_name
 from cookie.exceptions import InputError
 
 
@@ -29,13 +29,14 @@ def region_vectors(
     if missing:
         raise InputError(f"{where}: columns {missing} not found; available: {table.columns}")
 
-    def value(c: str) -> Column:
-        x = F.col(c).cast("double")
-        return F.log1p(x) if transform == "log1p" else x
+    def value(c: str) -> str:
+        x = f"CAST({sql_name(c)} AS DOUBLE)"
+        return f"log1p({x})" if transform == "log1p" else x
 
-    values = table.select(C.REGION_ID, *[value(c).alias(c) for c in columns])
-    cols = [F.col(c) for c in columns]
-    flagged = values.select("*", any_of(cols, not_finite).alias("_bad"), any_of(cols, is_infinite).alias("_inf"))
+    values = project(table, [(sql_name(C.REGION_ID), C.REGION_ID), *[(value(c), c) for c in columns]])
+    flagged = values.select(
+        "*", any_column(columns, not_finite).alias("_bad"), any_column(columns, is_infinite).alias("_inf")
+    )
     ids = regions.select(C.REGION_ID).withColumn("_known", F.lit(True))
     counts = (
         flagged.select(C.REGION_ID, "_bad", "_inf")
@@ -56,15 +57,14 @@ def region_vectors(
     # No Filter over the row check: Spark's constraint propagation would copy a 1,000-column predicate once
     # per column alias of the projection above it (and run out of memory). Rows with a missing value keep
     # their place and are zeroed here instead; regions without a row get zeros from the left join.
-    ok = F.col("_bad") == F.lit(False)  # null where the region has no row
-    out = (
-        regions.select(C.REGION_ID)
-        .join(flagged, C.REGION_ID, "left")
-        .select(
-            C.REGION_ID,
-            *[F.when(ok, F.col(c)).otherwise(F.lit(0.0)).alias(c) for c in columns],
-            F.coalesce(ok, F.lit(False)).alias(PRESENT),
-        )
+    ok = "_bad = false"  # null where the region has no row
+    out = project(
+        regions.select(C.REGION_ID).join(flagged, C.REGION_ID, "left"),
+        [
+            (sql_name(C.REGION_ID), C.REGION_ID),
+            *[(f"CASE WHEN {ok} THEN {sql_name(c)} ELSE 0D END", c) for c in columns],
+            (f"coalesce({ok}, false)", PRESENT),
+        ],
     )
     stats = {
         "input_rows": int(counts["rows"]),

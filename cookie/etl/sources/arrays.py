@@ -12,10 +12,10 @@ import os
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.config import ArraySource, TableSource
+from cookie.etl.features.common import project, sql_name
 from cookie.etl.sources.vector import check_numeric, require_file, spark_path
 from cookie.exceptions import InputError
 
@@ -74,7 +74,7 @@ def array_frame(spark: SparkSession, ids: list[str], arr: np.ndarray, names: lis
     )
     rows = [(str(i), [float(x) for x in row]) for i, row in zip(ids, np.asarray(arr, dtype=float))]
     df = spark.createDataFrame(rows, schema)
-    return df.select(C.REGION_ID, *[F.col("_v")[j].alias(n) for j, n in enumerate(names)])
+    return project(df, [(sql_name(C.REGION_ID), C.REGION_ID), *[(f"_v[{j}]", n) for j, n in enumerate(names)]])
 
 
 def matrix_edges(
@@ -121,7 +121,13 @@ def read_table_source(spark: SparkSession, src: TableSource, path: str) -> DataF
     if missing:
         raise InputError(f"{path}: columns {missing} not found; columns are {df.columns}")
     check_numeric(df, cols, path)  # 'n/a' in a numeric column names the file and column, not CAST_INVALID_INPUT
-    return df.select(F.col(src.id_column).cast("string").alias(C.REGION_ID), *[F.col(c).cast("double") for c in cols])
+    return project(
+        df,
+        [
+            (f"CAST({sql_name(src.id_column)} AS STRING)", C.REGION_ID),
+            *[(f"CAST({sql_name(c)} AS DOUBLE)", c) for c in cols],
+        ],
+    )
 
 
 def exists(path: str) -> bool:

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructType
@@ -107,8 +108,13 @@ def read_vector(
     crs: str | None = None,
     lon_column: str | None = None,
     lat_column: str | None = None,
+    persist: bool = False,
 ) -> DataFrame:
-    """Read features with their attributes as top-level columns and ``geometry`` in WGS84 lon/lat."""
+    """Read features with their attributes as top-level columns and ``geometry`` in WGS84 lon/lat.
+
+    ``persist``: keep the features (reprojected) in memory and on disk after the first action, so a caller that
+    checks them several times reads and reprojects the file once; it unpersists the frame when done.
+    """
     require_file(path)
     fmt = fmt or infer_format(path)
     if fmt == "geojson":
@@ -142,7 +148,17 @@ def read_vector(
         raise InputError(f"{path}: unsupported format {fmt!r}")
     if C.GEOMETRY not in df.columns:
         raise InputError(f"{path}: no geometry column found; columns are {df.columns}")
-    return to_wgs84(df, normalise_crs(crs, path), path)
+    crs = normalise_crs(crs, path)
+    if not persist:
+        return to_wgs84(df, crs, path)
+    if crs and crs != WGS84:  # reprojected lazily: keep the reprojected geometries
+        return to_wgs84(df, crs, path).persist(StorageLevel.MEMORY_AND_DISK)
+    kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return to_wgs84(kept, crs, path)  # its lon/lat check reads the kept rows
+    except BaseException:
+        kept.unpersist()
+        raise
 
 
 def _read_geojson(spark: SparkSession, path: str) -> DataFrame:
