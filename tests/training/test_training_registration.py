@@ -81,7 +81,7 @@ def test_resume_removes_a_half_registered_version_and_finishes(spark, manhattan_
     v2 = client.get_model_version(name, "2")
     tags = {**registry.registering_tags(), registry.PID_TAG: str(dead.pid), "run_id": other}
     v3 = client.create_model_version(name, v2.source, run_id=other, tags=tags).version
-    assert v3 == "3"
+    assert str(v3) == "3"
     rows.where("model_version = 2").withColumn("model_version", F.lit(3)).write.format("delta").mode("append").save(
         E.location(cfg).path
     )
