@@ -51,7 +51,9 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
         warnings.filterwarnings("ignore", message=".*(type hints|input example|input_example).*")
         info = log_pyfunc(model, stats, tmp, tc.pip_requirements, tc.embed_batch_size)
     reg = registry.register(
-        info.model_uri, name, tags={"run_id": run_id, "config": cfg.name, "method": cfg.model.method}
+        info.model_uri,
+        name,
+        tags={"run_id": run_id, "config": cfg.name, "method": cfg.model.method, **registry.registering_tags()},
     )
     timing["register_s"] = time.perf_counter() - t
     log.info("model registered: %s version %d (%.1f s)", name, reg.version, timing["register_s"])
@@ -64,6 +66,7 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
         )
         registry.set_alias(name, tc.alias, reg.version)
         log.info("alias %s -> %s version %d", tc.alias, name, reg.version)
+        registry.mark_ready(name, reg.version)
     except BaseException:
         try:
             E.delete_embeddings(spark, cfg, name, reg.version)
@@ -75,22 +78,34 @@ def publish(spark: SparkSession, cfg: Config, model: Any, stats: Any, run_id: st
 
 
 def remove_leftovers(spark: SparkSession, cfg: Config, name: str, run_id: str) -> None:
-    """Remove what an interrupted registration of this run left: its versions and their embeddings rows.
+    """Remove what interrupted registrations left: versions without an alias and their embeddings rows.
 
-    A run registers exactly one version; one that already exists for ``run_id`` was left by a job killed
+    A run registers exactly one version. One that already exists for ``run_id`` was left by a job killed
     between registering and setting the alias (the in-process rollback cannot run after ``kill -9``), so a
-    resumed run deletes it and its rows (Delta delete: idempotent) and registers afresh.
+    resumed run deletes it and its rows (Delta delete: idempotent) and registers afresh. A plain rerun (a new
+    run) removes the versions other runs abandoned the same way (:func:`cookie.storage.tracking.abandoned_versions`:
+    their job is gone) and marks those runs KILLED; an unfinished version whose job may still be running is
+    left alone, with a warning.
     """
-    for version in registry.versions_of_run(name, run_id):
+    mine = [
+        registry.Abandoned(v, run_id, f"run {run_id} is being resumed") for v in registry.versions_of_run(name, run_id)
+    ]
+    others, notes = registry.abandoned_versions(name, run_id)
+    for note in notes:
+        log.warning(note)
+    for gone in mine + others:
         log.warning(
-            "%s version %d was left half-registered by an interrupted job of run %s: removing it and its "
-            "embeddings rows before registering again",
+            "%s version %d was left half-registered by an interrupted job of run %s (%s): removing it and its "
+            "embeddings rows",
             name,
-            version,
-            run_id,
+            gone.version,
+            gone.run_id,
+            gone.why,
         )
-        E.delete_embeddings(spark, cfg, name, version)
-        registry.delete_version(name, version)
+        E.delete_embeddings(spark, cfg, name, gone.version)
+        registry.delete_version(name, gone.version)
+        if gone.run_id != run_id:
+            registry.end_run(gone.run_id)
 
 
 def train_and_publish(spark: SparkSession, cfg: Config, **kwargs: Any) -> TrainResult:

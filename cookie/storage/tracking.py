@@ -18,7 +18,10 @@ report as artefacts), ``eval.<metric>`` tags on the model version (what promotio
 :func:`version_score`) and, optionally, ``eval.<metric>`` metrics on the version's training run.
 
 Registration is all-or-nothing: :func:`register` returns a version that the caller must either
-keep (after writing the embeddings and setting the alias) or roll back with :func:`rollback`.
+keep (after writing the embeddings and setting the alias) or roll back with :func:`rollback`. A version is
+registered with the tag ``cookie.state=registering`` and the host and process of the job, and tagged
+``cookie.state=ready`` once its alias is set; what ``kill -9`` leaves in between is found by
+:func:`abandoned_versions` and removed by the next job of the same model.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -339,6 +343,98 @@ def versions_of_run(name: str, run_id: str) -> list[int]:
     except Exception:  # no such registered model yet
         return []
     return sorted(int(v.version) for v in found if (v.tags or {}).get("run_id") == run_id)
+
+
+STATE_TAG = "cookie.state"  # on a model version: "registering" until its alias is set, then "ready"
+REGISTERING, READY = "registering", "ready"
+HOST_TAG, PID_TAG = "cookie.host", "cookie.pid"  # the job that registered the version
+
+
+def registering_tags() -> dict[str, str]:
+    """The tags a version is registered with: unfinished, and which process on which host registers it."""
+    return {STATE_TAG: REGISTERING, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def mark_ready(name: str, version: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_model_version_tag(name, str(version), STATE_TAG, READY)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    version: int
+    run_id: str
+    why: str
+
+
+def abandoned_versions(name: str, run_id: str) -> tuple[list[Abandoned], list[str]]:
+    """Versions of ``name`` that another job left half-registered and will never finish, and notes on the
+    unfinished versions that may still be in progress (kept).
+
+    A version is abandoned when it is still tagged ``registering``, holds no alias (the embeddings are
+    written before the alias, so a version with an alias is whole), and its job is gone: the training run
+    ended (FAILED, KILLED, FINISHED), or the run is still marked RUNNING (``kill -9`` leaves it so) but the
+    process that registered it on this host no longer exists. An unfinished version registered on another
+    host with a running run may belong to a live job: it is kept, with a note. Versions registered before
+    these tags existed are never touched.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+        if not found:
+            return [], []
+        aliased = {str(v) for v in (getattr(client.get_registered_model(name), "aliases", None) or {}).values()}
+    except Exception:  # no such registered model yet
+        return [], []
+    here = socket.gethostname()
+    gone: list[Abandoned] = []
+    notes: list[str] = []
+    for mv in sorted(found, key=lambda m: int(m.version)):
+        tags = dict(mv.tags or {})
+        owner = tags.get("run_id", "")
+        if tags.get(STATE_TAG) != REGISTERING or owner == run_id or str(mv.version) in aliased:
+            continue
+        try:
+            status = client.get_run(owner).info.status if owner else "DELETED"
+        except Exception:
+            status = "DELETED"
+        if status != "RUNNING":
+            gone.append(Abandoned(int(mv.version), owner, f"its run {owner} is {status}"))
+            continue
+        host, pid = tags.get(HOST_TAG), tags.get(PID_TAG, "")
+        if host == here and pid.isdigit() and not _alive(int(pid)):
+            gone.append(Abandoned(int(mv.version), owner, f"the job that registered it (pid {pid}) is gone"))
+        else:
+            notes.append(
+                f"{name} version {mv.version} is still being registered by run {owner} on {host or '?'} "
+                f"(pid {pid or '?'}); left as it is"
+            )
+    return gone, notes
+
+
+def end_run(run_id: str, status: str = "KILLED") -> None:
+    """Mark a run that a killed job left RUNNING as ended."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status)
+    except Exception:  # pragma: no cover - the run may be gone; nothing to end
+        log.debug("could not end run %s", run_id, exc_info=True)
 
 
 def delete_version(name: str, version: int) -> None:

@@ -176,3 +176,56 @@ def test_log_evaluation_and_version_score(store):
     assert mc.get_run(rid).data.metrics["eval.crime.ridge_kfold.R2"] == 0.7
     tags = mc.get_model_version("cookie_tiny", "1").tags
     assert tags["eval.run_id"] == eid and tags["eval.primary_metric"] == "crime.ridge_kfold.R2"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_abandoned_versions_are_those_whose_job_is_gone(store):
+    """What a plain rerun removes: unfinished versions (no alias, still ``registering``) whose job is gone; an
+    unfinished version of a live job, of another host, a finished one and an aliased one stay."""
+    import os
+    import socket
+
+    mc, _, tmp = store
+    exp = T.ensure_experiment(mc, "cookie_tiny", None)
+    here, dead = socket.gethostname(), str(_dead_pid())
+
+    def version(tags: dict[str, str], status: str = "RUNNING") -> str:
+        run = mc.create_run(exp)
+        if status != "RUNNING":
+            mc.set_terminated(run.info.run_id, status)
+        mv = mc.create_model_version(
+            "cookie_tiny",
+            f"runs:/{run.info.run_id}/model",
+            run_id=run.info.run_id,
+            tags={"run_id": run.info.run_id, **tags},
+        )
+        return mv.version
+
+    reg = {T.STATE_TAG: T.REGISTERING}
+    killed = version({**reg, T.HOST_TAG: here, T.PID_TAG: dead})
+    failed = version({**reg, T.HOST_TAG: "elsewhere", T.PID_TAG: "1"}, status="FAILED")
+    live = version({**reg, T.HOST_TAG: here, T.PID_TAG: str(os.getpid())})
+    remote = version({**reg, T.HOST_TAG: "elsewhere", T.PID_TAG: dead})
+    ready = version({T.STATE_TAG: T.READY, T.HOST_TAG: here, T.PID_TAG: dead})
+    aliased = version({**reg, T.HOST_TAG: here, T.PID_TAG: dead})
+    mc.set_registered_model_alias("cookie_tiny", "champion", aliased)
+
+    gone, notes = T.abandoned_versions("cookie_tiny", run_id="a-new-run")
+    assert [g.version for g in gone] == [int(killed), int(failed)]
+    assert "is gone" in gone[0].why and "FAILED" in gone[1].why
+    assert len(notes) == 2 and f"version {live} " in notes[0] and f"version {remote} " in notes[1]
+    assert int(ready) not in [g.version for g in gone]
+    tags = T.registering_tags()
+    assert tags[T.STATE_TAG] == T.REGISTERING and tags[T.PID_TAG] == str(os.getpid())
+
+
+def test_no_abandoned_versions_of_a_model_not_registered_yet(store):
+    assert T.abandoned_versions("cookie_not_yet", run_id="r") == ([], [])

@@ -1,6 +1,6 @@
 """Registration is all or nothing, even after ``kill -9``: a real training job is killed right after it registers
 its version; the resumed run removes the version it left behind (no alias, no embeddings rows) and registers
-afresh."""
+afresh. A plain rerun removes the versions other, dead jobs left the same way."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from pyspark.sql import functions as F
 
-from cookie.pipeline import train_and_publish
+from cookie.pipeline import remove_leftovers, train_and_publish
 from cookie.serving import embeddings as E
 from cookie.storage import tracking as registry
 
@@ -29,12 +30,13 @@ def _kill_when_registered(cfg_path: Path, db: Path) -> None:
     """Run ``python -m cookie train`` and SIGKILL its whole process group as soon as the registry holds a
     version: between registration and the embeddings write / alias, where no rollback can run."""
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    log = cfg_path.parent / "killed-train.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "cookie", "train", "--config", str(cfg_path)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
         start_new_session=True,
     )
     deadline = time.time() + 600
@@ -48,7 +50,7 @@ def _kill_when_registered(cfg_path: Path, db: Path) -> None:
             continue  # the store is being created or written
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert seen, "the training job ended before registering a version"
+    assert seen, "the training job ended before registering a version:\n" + log.read_text()[-3000:]
 
 
 def test_resume_removes_a_half_registered_version_and_finishes(spark, manhattan_tables, tmp_path, caplog):
@@ -69,3 +71,22 @@ def test_resume_removes_a_half_registered_version_and_finishes(spark, manhattan_
     assert versions == {2}
     rows = spark.read.format("delta").load(E.location(cfg).path)
     assert rows.count() == 180 and {r[0] for r in rows.select("model_version").distinct().collect()} == {2}
+    assert client.get_model_version(name, "2").tags[registry.STATE_TAG] == registry.READY
+
+    # A plain rerun (a new run) removes what another job abandoned: a version still "registering", registered
+    # by a process that no longer exists, with its embeddings rows; the finished version 2 stays.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    other = client.create_run(client.get_run(resumed.run_id).info.experiment_id).info.run_id
+    v2 = client.get_model_version(name, "2")
+    tags = {**registry.registering_tags(), registry.PID_TAG: str(dead.pid), "run_id": other}
+    v3 = client.create_model_version(name, v2.source, run_id=other, tags=tags).version
+    assert str(v3) == "3"
+    rows.where("model_version = 2").withColumn("model_version", F.lit(3)).write.format("delta").mode("append").save(
+        E.location(cfg).path
+    )
+    remove_leftovers(spark, cfg, name, run_id="a-new-run")
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["2"]
+    after = spark.read.format("delta").load(E.location(cfg).path)
+    assert after.count() == 180 and {r[0] for r in after.select("model_version").distinct().collect()} == {2}
+    assert client.get_run(other).info.status == "KILLED"
