@@ -148,14 +148,14 @@ def test_flows_context_over_ids_only_regions(spark, arrays):
 
 
 def test_wide_vectors_view(spark, tmp_path):
-    """1,024 columns over 2,000 regions: one flat projection, no StackOverflowError."""
+    """1,024 columns over 300 regions with one missing value: one flat projection, no StackOverflowError."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(2000, 1024))
+    X = rng.normal(size=(300, 1024))
     X[7, 1000] = np.nan  # one bad row: counted, zeros, not present
     np.save(tmp_path / "wide.npy", X)
     raw = ids_config(
         tmp_path,
-        {"kind": "ids", "count": 2000},
+        {"kind": "ids", "count": 300},
         [{"name": "wide", "kind": "vectors", "source": "w"}],
         {"w": {"kind": "array", "path": "wide.npy"}},
     )
@@ -163,14 +163,14 @@ def test_wide_vectors_view(spark, tmp_path):
     cfg = Config.model_validate(raw)
     report = build_features(spark, cfg)
     t = next(t for t in report.tables if t.table == "view_wide")
-    assert (t.rows, t.features) == (2000, 1024) and t.stats["missing_values_rows"] == 1
+    assert (t.rows, t.features) == (300, 1024) and t.stats["missing_values_rows"] == 1
     df = read(cfg, "view_wide")
     names = [f"wide_{i:03d}" for i in range(1024)]
     assert list(df.columns) == names + ["_present"]
     assert tables.feature_names(spark, tables.locate(cfg, "view_wide")) == names
-    order = [str(i) for i in range(2000)]
+    order = [str(i) for i in range(300)]
     got = df.loc[order, names].to_numpy()
-    ok = np.ones(2000, dtype=bool)
+    ok = np.ones(300, dtype=bool)
     ok[7] = False
     np.testing.assert_array_equal(got[ok], X[ok])
     assert (got[7] == 0).all() and df.loc[order, "_present"].tolist() == ok.tolist()
