@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export COOKIE_IVY_DIR := $(abspath .ivy2)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup browser demo test test-heavy lint typecheck docs features submit bench-model bench-features bench-etl clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
+.PHONY: setup browser demo test test-heavy lint typecheck docs features submit bench-model bench-features bench-etl bench-train-scale clean-warehouse train lookup evaluate promote select bench-quality mlflow-ui
 
 setup: $(VENV)/.installed .ivy2/cookie-packages.txt browser
 
@@ -103,3 +103,7 @@ mlflow-ui: setup
 # The points view at 1 M / 10 M / 30 M points against geopandas (bench-results/etl.jsonl).
 bench-etl: setup
 	$(PY) benchmarks/bench_etl.py $(ARGS)
+
+# Training and embedding over an H3 grid of 100,000+ regions, 1 and 2 processes (bench-results/train_scale.jsonl).
+bench-train-scale: setup
+	$(PY) benchmarks/bench_train_scale.py $(ARGS)
