@@ -40,36 +40,47 @@ def tracts_path() -> Path:
     return shared_data_dir(REPO) / "nyc-census-tracts-2325" / "tracts_wgs84.geojson"
 
 
-def make_points(n: int, regions: Path, seed: int = 0) -> Path:
-    """``n`` uniform points over the regions' bounding box as GeoParquet (written once, then reused)."""
-    import geopandas as gpd
-    import numpy as np
+def write_points(path: Path, batches) -> Path:
+    """GeoParquet (WKB points, a ``category`` column) from ``(xy, category)`` array batches, written to a temporary
+    name and renamed, so an interrupted run never leaves a half file that a later run would reuse."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely
 
-    path = OUT / "etl-data" / f"points_{n}.parquet"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    minx, miny, maxx, maxy = gpd.read_file(regions).total_bounds
-    rng = np.random.default_rng(seed)
     geo = {
         "version": "1.0.0",
         "primary_column": "geometry",
         "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Point"], "crs": None}},
     }
     schema = pa.schema([("category", pa.string()), ("geometry", pa.binary())], metadata={"geo": json.dumps(geo)})
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with pq.ParquetWriter(tmp, schema) as w:
-        for start in range(0, n, CHUNK):
-            k = min(CHUNK, n - start)
-            xy = np.column_stack([rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)])
-            cat = np.char.add("c", rng.integers(0, CATEGORIES, k).astype(str))
+        for xy, cat in batches:
             wkb = shapely.to_wkb(shapely.points(xy))
             w.write_table(pa.table({"category": pa.array(cat), "geometry": pa.array(wkb, pa.binary())}, schema))
     tmp.rename(path)
     return path
+
+
+def make_points(n: int, regions: Path, seed: int = 0) -> Path:
+    """``n`` uniform points over the regions' bounding box as GeoParquet (written once, then reused)."""
+    import geopandas as gpd
+    import numpy as np
+
+    path = OUT / "etl-data" / f"points_{n}.parquet"
+    if path.exists():
+        return path
+    minx, miny, maxx, maxy = gpd.read_file(regions).total_bounds
+    rng = np.random.default_rng(seed)
+
+    def batches():
+        for start in range(0, n, CHUNK):
+            k = min(CHUNK, n - start)
+            xy = np.column_stack([rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)])
+            yield xy, np.char.add("c", rng.integers(0, CATEGORIES, k).astype(str))
+
+    return write_points(path, batches())
 
 
 def tree_rss(pid: int) -> int:

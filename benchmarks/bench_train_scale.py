@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_etl import run_measured
+from bench_etl import run_measured, write_points
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench-results"
@@ -36,40 +36,21 @@ LAYERS = {"poi": 8, "amenity": 5}
 
 
 def make_points(name: str, n: int, categories: int, seed: int) -> Path:
-    """``n`` uniform points with a category over :data:`BBOX` as GeoParquet (written once, then reused)."""
+    """``n`` points with a category over :data:`BBOX`, denser towards its centre so regions differ in more than
+    noise, as GeoParquet (written once, then reused)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import shapely
 
     path = WORK / "data" / f"{name}_{n}.parquet"
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    # denser towards the box's centre, so regions differ in more than noise
     xy = np.column_stack(
         [
             np.clip(rng.normal((BBOX[0] + BBOX[2]) / 2, (BBOX[2] - BBOX[0]) / 4, n), BBOX[0], BBOX[2]),
             np.clip(rng.normal((BBOX[1] + BBOX[3]) / 2, (BBOX[3] - BBOX[1]) / 4, n), BBOX[1], BBOX[3]),
         ]
     )
-    cat = np.char.add("c", rng.integers(0, categories, n).astype(str))
-    geo = {
-        "version": "1.0.0",
-        "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Point"], "crs": None}},
-    }
-    schema = pa.schema([("category", pa.string()), ("geometry", pa.binary())], metadata={"geo": json.dumps(geo)})
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(
-        pa.table(
-            {"category": pa.array(cat), "geometry": pa.array(shapely.to_wkb(shapely.points(xy)), pa.binary())}, schema
-        ),
-        tmp,
-    )
-    tmp.rename(path)
-    return path
+    return write_points(path, [(xy, np.char.add("c", rng.integers(0, categories, n).astype(str)))])
 
 
 def write_config(resolution: int, points: int, epochs: int, batch_size: int) -> Path:
