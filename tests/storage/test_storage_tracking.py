@@ -223,6 +223,10 @@ def test_abandoned_versions_are_those_whose_job_is_gone(store):
     assert "is gone" in gone[0].why and "FAILED" in gone[1].why
     assert len(notes) == 2 and f"version {live} " in notes[0] and f"version {remote} " in notes[1]
     assert int(ready) not in [g.version for g in gone]
+    # a resumed run removes its own earlier version whatever its tags (a run registers exactly one version)
+    owner = mc.get_model_version("cookie_tiny", ready).tags["run_id"]
+    mine, _ = T.abandoned_versions("cookie_tiny", run_id=owner)
+    assert [(g.version, g.why) for g in mine if g.run_id == owner] == [(int(ready), f"run {owner} is being resumed")]
     tags = T.registering_tags()
     assert tags[T.STATE_TAG] == T.REGISTERING and tags[T.PID_TAG] == str(os.getpid())
 
