@@ -187,13 +187,29 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_abandoned_versions_are_those_whose_job_is_gone(store):
+@pytest.fixture()
+def active_store(store):
+    """``store`` as the process's MLflow store, the way training sets it (``mlflow.set_tracking_uri``): the
+    registry helpers use the default client, which a URI set by an earlier test would otherwise win over."""
+    import mlflow
+
+    mc, rid, tmp = store
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield store
+    mlflow.set_tracking_uri(before[0])
+    mlflow.set_registry_uri(before[1])
+
+
+def test_abandoned_versions_are_those_whose_job_is_gone(active_store):
     """What a plain rerun removes: unfinished versions (no alias, still ``registering``) whose job is gone; an
     unfinished version of a live job, of another host, a finished one and an aliased one stay."""
     import os
     import socket
 
-    mc, _, tmp = store
+    mc, _, tmp = active_store
     exp = T.ensure_experiment(mc, "cookie_tiny", None)
     here, dead = socket.gethostname(), str(_dead_pid())
 
@@ -231,5 +247,5 @@ def test_abandoned_versions_are_those_whose_job_is_gone(store):
     assert tags[T.STATE_TAG] == T.REGISTERING and tags[T.PID_TAG] == str(os.getpid())
 
 
-def test_no_abandoned_versions_of_a_model_not_registered_yet(store):
+def test_no_abandoned_versions_of_a_model_not_registered_yet(active_store):
     assert T.abandoned_versions("cookie_not_yet", run_id="r") == ([], [])
