@@ -87,13 +87,10 @@ def remove_leftovers(spark: SparkSession, cfg: Config, name: str, run_id: str) -
     their job is gone) and marks those runs KILLED; an unfinished version whose job may still be running is
     left alone, with a warning.
     """
-    mine = [
-        registry.Abandoned(v, run_id, f"run {run_id} is being resumed") for v in registry.versions_of_run(name, run_id)
-    ]
-    others, notes = registry.abandoned_versions(name, run_id)
+    abandoned, notes = registry.abandoned_versions(name, run_id)
     for note in notes:
         log.warning(note)
-    for gone in mine + others:
+    for gone in abandoned:
         log.warning(
             "%s version %d was left half-registered by an interrupted job of run %s (%s): removing it and its "
             "embeddings rows",

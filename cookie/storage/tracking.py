@@ -329,22 +329,6 @@ def rollback(reg: Registered) -> None:
         log.exception("could not roll back %s version %s", reg.name, reg.version)
 
 
-def versions_of_run(name: str, run_id: str) -> list[int]:
-    """Versions of ``name`` registered by training run ``run_id`` (tag ``run_id``), oldest first.
-
-    A job killed while it registered (``kill -9`` between ``register`` and the alias) leaves such a
-    version behind; the resumed run finds and removes it before it registers again.
-    """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    try:
-        found = client.search_model_versions(f"name = '{name}'")
-    except Exception:  # no such registered model yet
-        return []
-    return sorted(int(v.version) for v in found if (v.tags or {}).get("run_id") == run_id)
-
-
 STATE_TAG = "cookie.state"  # on a model version: "registering" until its alias is set, then "ready"
 REGISTERING, READY = "registering", "ready"
 HOST_TAG, PID_TAG = "cookie.host", "cookie.pid"  # the job that registered the version
@@ -366,8 +350,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process: alive
-        return True
+    except PermissionError:  # another user's process
+        pass
     return True
 
 
@@ -379,15 +363,16 @@ class Abandoned:
 
 
 def abandoned_versions(name: str, run_id: str) -> tuple[list[Abandoned], list[str]]:
-    """Versions of ``name`` that another job left half-registered and will never finish, and notes on the
+    """Versions of ``name`` left half-registered by jobs that will never finish them, and notes on the
     unfinished versions that may still be in progress (kept).
 
-    A version is abandoned when it is still tagged ``registering``, holds no alias (the embeddings are
-    written before the alias, so a version with an alias is whole), and its job is gone: the training run
-    ended (FAILED, KILLED, FINISHED), or the run is still marked RUNNING (``kill -9`` leaves it so) but the
-    process that registered it on this host no longer exists. An unfinished version registered on another
-    host with a running run may belong to a live job: it is kept, with a note. Versions registered before
-    these tags existed are never touched.
+    A run registers exactly one version, so one already tagged with ``run_id`` was left by this run's killed
+    job (``run_id`` is being resumed). Another run's version is abandoned when it is still tagged
+    ``registering``, holds no alias (the embeddings are written before the alias, so a version with an alias
+    is whole), and its job is gone: the training run ended (FAILED, KILLED, FINISHED), or the run is still
+    marked RUNNING (``kill -9`` leaves it so) but the process that registered it on this host no longer
+    exists. An unfinished version registered on another host with a running run may belong to a live job: it
+    is kept, with a note. Other runs' versions registered before these tags existed are never touched.
     """
     from mlflow.tracking import MlflowClient
 
@@ -405,7 +390,10 @@ def abandoned_versions(name: str, run_id: str) -> tuple[list[Abandoned], list[st
     for mv in sorted(found, key=lambda m: int(m.version)):
         tags = dict(mv.tags or {})
         owner = tags.get("run_id", "")
-        if tags.get(STATE_TAG) != REGISTERING or owner == run_id or str(mv.version) in aliased:
+        if owner == run_id:
+            gone.append(Abandoned(int(mv.version), owner, f"run {run_id} is being resumed"))
+            continue
+        if tags.get(STATE_TAG) != REGISTERING or str(mv.version) in aliased:
             continue
         try:
             status = client.get_run(owner).info.status if owner else "DELETED"

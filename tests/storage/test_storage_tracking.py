@@ -187,13 +187,29 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_abandoned_versions_are_those_whose_job_is_gone(store):
+@pytest.fixture()
+def active_store(store):
+    """``store`` as the process's MLflow store, the way training sets it (``mlflow.set_tracking_uri``): the
+    registry helpers use the default client, which a URI set by an earlier test would otherwise win over."""
+    import mlflow
+
+    mc, rid, tmp = store
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield store
+    mlflow.set_tracking_uri(before[0])
+    mlflow.set_registry_uri(before[1])
+
+
+def test_abandoned_versions_are_those_whose_job_is_gone(active_store):
     """What a plain rerun removes: unfinished versions (no alias, still ``registering``) whose job is gone; an
     unfinished version of a live job, of another host, a finished one and an aliased one stay."""
     import os
     import socket
 
-    mc, _, tmp = store
+    mc, _, tmp = active_store
     exp = T.ensure_experiment(mc, "cookie_tiny", None)
     here, dead = socket.gethostname(), str(_dead_pid())
 
@@ -223,9 +239,13 @@ def test_abandoned_versions_are_those_whose_job_is_gone(store):
     assert "is gone" in gone[0].why and "FAILED" in gone[1].why
     assert len(notes) == 2 and f"version {live} " in notes[0] and f"version {remote} " in notes[1]
     assert int(ready) not in [g.version for g in gone]
+    # a resumed run removes its own earlier version whatever its tags (a run registers exactly one version)
+    owner = mc.get_model_version("cookie_tiny", ready).tags["run_id"]
+    mine, _ = T.abandoned_versions("cookie_tiny", run_id=owner)
+    assert [(g.version, g.why) for g in mine if g.run_id == owner] == [(int(ready), f"run {owner} is being resumed")]
     tags = T.registering_tags()
     assert tags[T.STATE_TAG] == T.REGISTERING and tags[T.PID_TAG] == str(os.getpid())
 
 
-def test_no_abandoned_versions_of_a_model_not_registered_yet(store):
+def test_no_abandoned_versions_of_a_model_not_registered_yet(active_store):
     assert T.abandoned_versions("cookie_not_yet", run_id="r") == ([], [])

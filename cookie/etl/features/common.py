@@ -139,6 +139,9 @@ def resolve_categories(
 ) -> tuple[list[str], DataFrame, dict[str, int]]:
     """Fix the category list (given, or the most frequent ones) and fold the rest into 'other'.
 
+    When the categories come from the data, the stats also hold ``input_rows`` (the rows counted on the
+    way), so a caller need not scan the input again to count it.
+
     Categories taken from the data are first merged when they differ only in case (:func:`case_merges`; its
     count is returned), so ``Café`` and ``café`` never make two columns that Spark finds ambiguous. Only the
     small per-category count table reaches the driver, never the rows themselves.
@@ -149,6 +152,8 @@ def resolve_categories(
     else:
         counts = df.groupBy(C.CATEGORY).count().persist()
         respell, stats = case_merges(counts)
+        total = counts.agg(F.sum("count")).first()
+        stats["input_rows"] = int(total[0] or 0) if total is not None else 0
         df = df.withColumn(C.CATEGORY, respell)
         top = (
             counts.withColumn(C.CATEGORY, respell)

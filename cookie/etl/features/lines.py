@@ -39,7 +39,7 @@ def road_lengths(
         .drop(C.AREA_KM2)
     )
     names = names + ["km_total", "km_per_km2"]
-    n_in = lines.count()
+    n_in = cat_stats.pop("input_rows") if "input_rows" in cat_stats else lines.count()
     n_hit = hits.select(F.expr(f"ST_AsBinary({C.GEOMETRY})")).distinct().count()
     stats = {"input_rows": n_in, "outside_regions": max(n_in - n_hit, 0)} | cat_stats
     return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)

@@ -95,5 +95,6 @@ def polygon_cover(
         names = ["count", "mean_footprint_m2"] + names
     out = complete(regions, wide, names)
     n_polygonal = type_stats["input_rows"] - sum(v for k, v in type_stats.items() if k.startswith("dropped_"))
+    cat_stats.pop("input_rows", None)  # the polygons kept; input_rows counts every row read (type_stats)
     stats = type_stats | {"dropped_empty": n_polygonal - polys.count()} | cat_stats
     return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)
