@@ -53,7 +53,7 @@ class Augmenter:
         self,
         names: Sequence[str] = ("noise", "mask"),
         noise_sigma: float = 0.1,
-        mask_prob: float = 0.2,
+        mask_prob: float = 0.7,
         mode: str = "compose",
     ) -> None:
         unknown = set(names) - {"noise", "mask", "mixup", "identity"}
