@@ -38,8 +38,7 @@ class ModelConfig(BaseModel):
     lambda_intra: float = Field(
         default=0.3,
         ge=0.0,
-        description="weight of the intra-view terms kept in stage 2 (ours: 0.3; the specification's default "
-        "is 1)",
+        description="weight of the intra-view terms kept in stage 2 (ours: 0.3; the specification's default is 1)",
     )
     use_club: bool = Field(default=False, description="add the CLUB-style removal terms (and their critics)")
     beta_club: float = Field(default=0.1, ge=0.0, description="weight of the CLUB removal terms")

@@ -243,6 +243,13 @@ class SparkConfig(_Strict):
         default="4g", description="when the job starts Spark itself (spark-submit: --driver-memory)"
     )
     shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions")
+    broadcast_regions: int = Field(
+        default=250_000,
+        ge=0,
+        description="points, lines and polygons views broadcast the regions to every task (Sedona's broadcast "
+        "index join: the items are not shuffled) when there are at most this many; above it (or 0) Sedona "
+        "partitions both sides",
+    )
     conf: dict[str, str] = Field(default_factory=dict, description="any other Spark settings, key: value")
 
 

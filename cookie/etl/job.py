@@ -231,14 +231,23 @@ def _flows_view_for(cfg: Config, view: ViewConfig) -> ViewConfig:
     return found[0]
 
 
-def build_view(spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig) -> ViewResult:
+def build_view(
+    spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig, n_regions: int
+) -> ViewResult:
     src = cfg.sources[view.source]
+    bc = n_regions <= cfg.spark.broadcast_regions
     if view.kind == "points":
-        return poi_counts(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
+        return poi_counts(
+            regions, inputs.features(view), view.categories, view.max_categories, view.other_category, broadcast=bc
+        )
     if view.kind == "lines":
-        return road_lengths(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
+        return road_lengths(
+            regions, inputs.features(view), view.categories, view.max_categories, view.other_category, broadcast=bc
+        )
     if view.kind == "polygons":
-        return polygon_cover(regions, inputs.features(view), view.categories, view.max_categories, view.other_category)
+        return polygon_cover(
+            regions, inputs.features(view), view.categories, view.max_categories, view.other_category, broadcast=bc
+        )
     if view.kind == "flows":
         edges, extra = od_edges(spark, cfg, inputs, regions, view)
         res = od_features(spark, regions, edges, view.flow_method, view.flow_dim)
@@ -449,7 +458,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
                 continue
             log.info("building %s%s", prefix, view.name)
             t_view = time.time()
-            res = build_view(spark, cfg, inputs, regions, view)
+            res = build_view(spark, cfg, inputs, regions, view, n_regions)
             _check_not_empty(view.name, res)
             res = res.pack()  # one array column until the write: see ViewResult
             res.df = _kept(res.df)

@@ -250,7 +250,16 @@ def nan_to_zero(df: DataFrame, names: list[str]) -> DataFrame:
     )
 
 
-def region_join(regions: DataFrame, items: DataFrame, predicate: str = "ST_Intersects") -> DataFrame:
-    """Spatial join (Sedona plans it as a range join); regions' geometry comes back as ``_region_geom``."""
+def region_join(
+    regions: DataFrame, items: DataFrame, predicate: str = "ST_Intersects", broadcast: bool = True
+) -> DataFrame:
+    """Spatial join; regions' geometry comes back as ``_region_geom``.
+
+    ``broadcast``: ship the regions to every task and probe an index of them with the items where they lie
+    (Sedona's broadcast index join), so the items are neither shuffled nor spatially partitioned. Asked for
+    explicitly, because Spark's automatic choice hangs on a size estimate (10 MB) that a larger region set
+    crosses silently. ``False`` lets Sedona partition both sides (a range join), for region sets too big to
+    hold in every executor.
+    """
     r = regions.select(F.col(C.REGION_ID), F.col(C.GEOMETRY).alias("_region_geom"), F.col(C.AREA_KM2))
-    return r.join(items, F.expr(f"{predicate}(_region_geom, {C.GEOMETRY})"))
+    return (F.broadcast(r) if broadcast else r).join(items, F.expr(f"{predicate}(_region_geom, {C.GEOMETRY})"))

@@ -23,10 +23,12 @@ def road_lengths(
     categories: list[str] | None = None,
     max_categories: int = 32,
     other: bool = True,
+    broadcast: bool = True,
 ) -> ViewResult:
-    """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part)."""
+    """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part);
+    ``broadcast``: see :func:`region_join`."""
     cats, ls, cat_stats = resolve_categories(lines, categories, max_categories, other)
-    hits = region_join(regions, ls.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects")
+    hits = region_join(regions, ls.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects", broadcast)
     long = hits.withColumn("_km", F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0"))
     names = feature_columns("km", cats)
     wide = pivot_wide(long, "_km", cats, names)

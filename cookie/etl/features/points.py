@@ -21,12 +21,12 @@ from cookie.etl.features.common import (
 FEATURE_ID = "feature_id"
 
 
-def assign_points(regions: DataFrame, points: DataFrame) -> DataFrame:
+def assign_points(regions: DataFrame, points: DataFrame, broadcast: bool = True) -> DataFrame:
     """Each point to exactly one region: the smallest id among those it touches (boundary points). Columns
     other than the point's id and geometry (its category) travel through the join, so nothing joins back
     to the points afterwards."""
     carried = [c for c in points.columns if c not in (FEATURE_ID, C.GEOMETRY)]
-    hits = region_join(regions, points, "ST_Intersects")
+    hits = region_join(regions, points, "ST_Intersects", broadcast)
     return hits.groupBy(FEATURE_ID).agg(F.min(C.REGION_ID).alias(C.REGION_ID), *[F.min(c).alias(c) for c in carried])
 
 
@@ -36,15 +36,16 @@ def poi_counts(
     categories: list[str] | None = None,
     max_categories: int = 64,
     other: bool = True,
+    broadcast: bool = True,
 ) -> ViewResult:
     """``points``: feature_id, category, geometry. Points outside every region are counted, not kept.
 
     The points are scanned once for their categories (unless given) and once by the spatial join; the
     per-region counts (small: regions x categories) are kept, and the statistics come from them, so the
-    join does not run a second time when the view is written.
+    join does not run a second time when the view is written. ``broadcast``: see :func:`region_join`.
     """
     cats, pts, cat_stats = resolve_categories(points, categories, max_categories, other)
-    assigned = assign_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY))
+    assigned = assign_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY), broadcast)
     names = feature_columns("count", cats)
     long = assigned.withColumn("_one", F.lit(1.0))
     wide = pivot_wide(long, "_one", cats, names).persist(StorageLevel.MEMORY_AND_DISK)

@@ -33,11 +33,13 @@ def polygon_cover(
     max_categories: int = 32,
     other: bool = True,
     with_counts: bool = True,
+    broadcast: bool = True,
 ) -> ViewResult:
     """``polygons``: feature_id, category, geometry (valid or repairable polygons).
 
     Points and lines in the layer are not polygons: they are dropped and counted per type (``dropped_point``,
-    ...), never counted as buildings; the polygons of a geometry collection are kept.
+    ...), never counted as buildings; the polygons of a geometry collection are kept. ``broadcast``: see
+    :func:`cookie.etl.features.common.region_join`.
     """
     typed, type_stats = keep_geometry_types(polygons, POLYGONAL)
     polys = (
@@ -58,7 +60,7 @@ def polygon_cover(
         .where(F.expr(f"NOT ST_IsEmpty({C.GEOMETRY})"))
     )
     cats, ps, cat_stats = resolve_categories(polys, categories, max_categories, other)
-    hits = region_join(regions, ps.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects").withColumn(
+    hits = region_join(regions, ps.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects", broadcast).withColumn(
         "_part", F.expr(f"ST_CollectionExtract(ST_Intersection(_region_geom, {C.GEOMETRY}), 3)")
     )
     area_by_class = (

@@ -1,0 +1,81 @@
+"""The spatial join of the points, lines and polygons views: broadcast when asked, partitioned otherwise, the
+same rows either way (Spark's own size-based choice switched off, so the plan shows what was asked for)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from pyspark.sql import functions as F
+
+from cookie import constants as C
+from cookie.etl.features.common import region_join
+from cookie.etl.features.points import poi_counts
+
+AUTO = ("spark.sql.autoBroadcastJoinThreshold", "sedona.join.autoBroadcastJoinThreshold")
+
+
+@contextmanager
+def no_auto_broadcast(spark):
+    old = {k: spark.conf.get(k, None) for k in AUTO}
+    for k in AUTO:
+        spark.conf.set(k, "-1")
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
+@pytest.fixture
+def frames(spark):
+    regions = spark.createDataFrame(
+        [("a", "POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))", 1.0), ("b", "POLYGON ((1 0, 2 0, 2 1, 1 1, 1 0))", 1.0)],
+        [C.REGION_ID, "_wkt", C.AREA_KM2],
+    ).select(C.REGION_ID, F.expr("ST_GeomFromWKT(_wkt)").alias(C.GEOMETRY), C.AREA_KM2)
+    # one point inside a, two inside b, one on their shared edge (goes to the smaller id, a), one outside both
+    points = spark.createDataFrame(
+        [
+            (1, "cafe", 0.5, 0.5),
+            (2, "cafe", 1.5, 0.5),
+            (3, "shop", 1.5, 0.2),
+            (4, "shop", 1.0, 0.5),
+            (5, "cafe", 5.0, 5.0),
+        ],
+        ["feature_id", C.CATEGORY, "x", "y"],
+    ).select("feature_id", C.CATEGORY, F.expr("ST_Point(x, y)").alias(C.GEOMETRY))
+    return regions, points
+
+
+@pytest.mark.parametrize(("broadcast", "node"), [(True, "BroadcastIndexJoin"), (False, "RangeJoin")])
+def test_region_join_plans_what_was_asked(spark, frames, broadcast, node) -> None:
+    regions, points = frames
+    with no_auto_broadcast(spark):
+        hits = region_join(regions, points, "ST_Intersects", broadcast=broadcast)
+        plan = hits._jdf.queryExecution().executedPlan().toString()
+        assert node in plan, plan
+        assert sorted((r[C.REGION_ID], r["feature_id"]) for r in hits.collect()) == [
+            ("a", 1),
+            ("a", 4),
+            ("b", 2),
+            ("b", 3),
+            ("b", 4),
+        ]
+
+
+def test_points_view_is_the_same_broadcast_or_not(spark, frames) -> None:
+    regions, points = frames
+    with no_auto_broadcast(spark):
+        got = {}
+        for broadcast in (True, False):
+            res = poi_counts(regions, points, broadcast=broadcast)
+            rows = {r[C.REGION_ID]: r.asDict() for r in res.df.collect()}
+            got[broadcast] = (rows, res.stats)
+    assert got[True] == got[False]
+    rows, stats = got[True]
+    assert stats["assigned"] == 4 and stats["outside_regions"] == 1
+    assert (rows["a"]["count_cafe"], rows["a"]["count_shop"], rows["a"]["count_total"]) == (1, 1, 2)
+    assert (rows["b"]["count_cafe"], rows["b"]["count_shop"], rows["b"]["count_total"]) == (1, 1, 2)
