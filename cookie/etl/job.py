@@ -128,9 +128,7 @@ class _Inputs:
                 cat = F.coalesce(F.col(view.category_column).cast("string"), F.lit("unknown"))
             else:
                 cat = F.lit("all")
-            return df.select(
-                F.monotonically_increasing_id().cast("string").alias("feature_id"), cat.alias(C.CATEGORY), C.GEOMETRY
-            )
+            return df.select(F.monotonically_increasing_id().alias("feature_id"), cat.alias(C.CATEGORY), C.GEOMETRY)
         raise InputError(f"view {view.name}: kind {view.kind} cannot read a {src.kind} source")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.etl.features.common import region_join
-from cookie.etl.features.points import poi_counts
+from cookie.etl.features.points import FEATURE_ID, _count_partition, poi_counts
 
 AUTO = ("spark.sql.autoBroadcastJoinThreshold", "sedona.join.autoBroadcastJoinThreshold")
 
@@ -79,3 +80,20 @@ def test_points_view_is_the_same_broadcast_or_not(spark, frames) -> None:
     assert stats["assigned"] == 4 and stats["outside_regions"] == 1
     assert (rows["a"]["count_cafe"], rows["a"]["count_shop"], rows["a"]["count_total"]) == (1, 1, 2)
     assert (rows["b"]["count_cafe"], rows["b"]["count_shop"], rows["b"]["count_total"]) == (1, 1, 2)
+
+
+def test_a_task_counts_each_point_once_even_across_arrow_batches() -> None:
+    """The broadcast path resolves boundary points inside each task: point 7 touches regions b and a, and its two
+    hits arrive in two Arrow batches; it is counted once, in a (the smaller id)."""
+
+    def batch(rows):
+        ids, regions, cats = zip(*rows)
+        return pa.RecordBatch.from_arrays(
+            [pa.array(ids, pa.int64()), pa.array(regions), pa.array(cats)], [FEATURE_ID, C.REGION_ID, C.CATEGORY]
+        )
+
+    batches = [batch([(1, "a", "cafe"), (7, "b", "shop")]), batch([(7, "a", "shop"), (8, "b", "cafe")])]
+    out = pa.Table.from_batches(list(_count_partition(iter(batches))))
+    got = sorted(zip(out[C.REGION_ID].to_pylist(), out[C.CATEGORY].to_pylist(), out["n"].to_pylist()))
+    assert got == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1)]
+    assert list(_count_partition(iter([]))) == []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from cookie import constants as C
 from cookie.etl.features.common import (
@@ -18,6 +22,9 @@ from cookie.etl.features.common import (
     sql_name,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 FEATURE_ID = "feature_id"
 
 
@@ -28,6 +35,48 @@ def assign_points(regions: DataFrame, points: DataFrame, broadcast: bool = True)
     carried = [c for c in points.columns if c not in (FEATURE_ID, C.GEOMETRY)]
     hits = region_join(regions, points, "ST_Intersects", broadcast)
     return hits.groupBy(FEATURE_ID).agg(F.min(C.REGION_ID).alias(C.REGION_ID), *[F.min(c).alias(c) for c in carried])
+
+
+def _count_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """One task's join hits (feature_id, region_id, category) -> (region_id, category, n): each point counted
+    once, in its smallest region.
+
+    Runs in the Python workers (``mapInArrow``) on one whole partition: a point's hits are all in its own
+    partition, but may straddle two Arrow batches."""
+    import pyarrow as pa
+
+    received = list(batches)
+    table = pa.Table.from_batches(received) if received else None
+    if table is None or table.num_rows == 0:
+        return
+    # one row per point: its smallest region (and its category); pyarrow names the results <column>_min
+    first = table.group_by(FEATURE_ID, use_threads=False).aggregate([(C.REGION_ID, "min"), (C.CATEGORY, "min")])
+    keys = [f"{C.REGION_ID}_min", f"{C.CATEGORY}_min"]
+    counts = first.group_by(keys, use_threads=False).aggregate([(FEATURE_ID, "count")])
+    yield from counts.rename_columns([C.REGION_ID, C.CATEGORY, "n"]).to_batches()
+
+
+def count_points(regions: DataFrame, points: DataFrame, broadcast: bool = True) -> DataFrame:
+    """(region_id, category, n): points per region and category, each point counted once, in the smallest region
+    it touches (a point on a shared edge touches two).
+
+    With the regions broadcast, every point's hits come out of the join in the point's own task, so each task
+    resolves its boundary points itself (:func:`_count_partition`) and only its small count table moves, instead
+    of a shuffle of every point by its id. Without broadcast, a range join can send one point to several
+    partitions, and :func:`assign_points` groups by point id.
+    """
+    if not broadcast:
+        assigned = assign_points(regions, points, broadcast=False)
+        return assigned.groupBy(C.REGION_ID, C.CATEGORY).agg(F.count("*").alias("n"))
+    hits = region_join(regions, points, "ST_Intersects", broadcast=True).select(FEATURE_ID, C.REGION_ID, C.CATEGORY)
+    schema = StructType(
+        [
+            StructField(C.REGION_ID, hits.schema[C.REGION_ID].dataType),
+            StructField(C.CATEGORY, StringType()),
+            StructField("n", LongType()),
+        ]
+    )
+    return hits.mapInArrow(_count_partition, schema).groupBy(C.REGION_ID, C.CATEGORY).agg(F.sum("n").alias("n"))
 
 
 def poi_counts(
@@ -45,10 +94,9 @@ def poi_counts(
     join does not run a second time when the view is written. ``broadcast``: see :func:`region_join`.
     """
     cats, pts, cat_stats = resolve_categories(points, categories, max_categories, other)
-    assigned = assign_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY), broadcast)
+    long = count_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY), broadcast)
     names = feature_columns("count", cats)
-    long = assigned.withColumn("_one", F.lit(1.0))
-    wide = pivot_wide(long, "_one", cats, names).persist(StorageLevel.MEMORY_AND_DISK)
+    wide = pivot_wide(long, "n", cats, names).persist(StorageLevel.MEMORY_AND_DISK)
     out = complete(regions, wide, names)
     area = regions.select(C.REGION_ID, C.AREA_KM2)
     total = row_sum(names)
