@@ -352,11 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, handler: Callable[[CookieError], int] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    handler: Callable[[CookieError], int] | None = None,
+    log_level: int = logging.INFO,
+) -> int:
     """Run one verb; a :class:`CookieError` becomes one line on stderr and its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging()
+    _setup_logging(log_level)
     try:
         return int(args.func(args))
     except CookieError as exc:

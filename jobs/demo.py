@@ -2,53 +2,51 @@
 
     python jobs/demo.py [--config conf/helsinki.yaml]      (what `make demo` runs)
 
-Each step is the same command a user runs on its own (jobs/build_features.py, jobs/train.py,
-jobs/evaluate.py, jobs/promote.py), so the demo shows exactly what production runs; its output is
-streamed as it comes, and the demo ends with the metrics and where everything is.
+Each step is the verb a user runs on its own (``python -m cookie features|train|evaluate|promote``, or
+jobs/build_features.py, train.py, evaluate.py, promote.py), called through :func:`cookie.cli.main` in this one
+process, as ``make bench-quality`` does: so the demo runs exactly what production runs, and the steps share one
+Python process and one Spark session instead of starting a JVM and importing torch, Spark and MLflow per step.
+The demo ends with the metrics and where everything is.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: the package next to it
 
 STEPS = [
-    ("features", "jobs/build_features.py", "regions and view/label Delta tables"),
-    ("train", "jobs/train.py", "TorchDistributor training, MLflow run, registered model, embeddings table"),
-    ("evaluate", "jobs/evaluate.py", "downstream tasks on the frozen embeddings, report and maps"),
-    ("promote", "jobs/promote.py", "champion alias if the challenger is better"),
+    ("features", "features", "regions and view/label Delta tables"),
+    ("train", "train", "TorchDistributor training, MLflow run, registered model, embeddings table"),
+    ("evaluate", "evaluate", "downstream tasks on the frozen embeddings, report and maps"),
+    ("promote", "promote", "champion alias if the challenger is better"),
 ]
 
 
-def run_step(i: int, name: str, script: str, what: str, config: str) -> tuple[float, list[str]]:
+def run_step(i: int, name: str, verb: str, what: str, config: str) -> tuple[float, list[str]]:
+    """One verb through :func:`cookie.cli.main`; its printed output is shown and returned."""
+    from cookie.cli import main
+
     print(f"\n[{i}/{len(STEPS)}] {name}: {what}", flush=True)
     t0 = time.time()
-    proc = subprocess.Popen(
-        [sys.executable, script, "--config", config],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        noisy = " INFO " in line or " WARN " in line or line.startswith(("Using Spark", "To adjust", "WARNING:"))
-        if not noisy:
-            print(f"    {line}", end="", flush=True)
-    rc = proc.wait()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main([verb, "--config", config], log_level=logging.WARNING)
+    lines = out.getvalue().splitlines()
+    for line in lines:
+        print(f"    {line}", flush=True)
     seconds = time.time() - t0
     if rc != 0:
-        raise SystemExit(f"step {name} failed (exit {rc}) after {seconds:.0f} s; its output is above")
+        raise SystemExit(f"step {name} failed (exit {rc}) after {seconds:.0f} s; its error is above")
     print(f"    [{name} done in {seconds:.0f} s]", flush=True)
     return seconds, lines
 
@@ -126,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     timings: dict[str, float] = {}
     html_map = None
-    for i, (name, script, what) in enumerate(STEPS, start=1):
-        timings[name], lines = run_step(i, name, script, what, args.config)
+    for i, (name, verb, what) in enumerate(STEPS, start=1):
+        timings[name], lines = run_step(i, name, verb, what, args.config)
         if name == "evaluate":
             html_map = map_path(lines)
     summary(args.config, timings, html_map)

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from cookie import constants as C
 from cookie.etl.features.common import region_join
-from cookie.etl.features.points import FEATURE_ID, _count_partition, poi_counts
+from cookie.etl.features.points import FEATURE_ID, _count_partition, count_points, poi_counts
 
 AUTO = ("spark.sql.autoBroadcastJoinThreshold", "sedona.join.autoBroadcastJoinThreshold")
 
@@ -97,3 +97,14 @@ def test_a_task_counts_each_point_once_even_across_arrow_batches() -> None:
     got = sorted(zip(out[C.REGION_ID].to_pylist(), out[C.CATEGORY].to_pylist(), out["n"].to_pylist()))
     assert got == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1)]
     assert list(_count_partition(iter([]))) == []
+
+
+def test_boundary_points_settled_per_task_or_by_a_shuffle_give_the_same_counts(spark, frames) -> None:
+    """Big inputs settle boundary points inside each task (Arrow, Python workers), small ones by grouping the
+    matches by point id: the same counts either way, the shared-edge point once, in a."""
+    regions, points = frames
+    got = {}
+    for per_task in (True, False):
+        rows = count_points(regions, points, broadcast=True, per_task=per_task).collect()
+        got[per_task] = sorted((r[C.REGION_ID], r[C.CATEGORY], r["n"]) for r in rows)
+    assert got[True] == got[False] == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1), ("b", "shop", 1)]

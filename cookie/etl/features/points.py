@@ -56,17 +56,22 @@ def _count_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
     yield from counts.rename_columns([C.REGION_ID, C.CATEGORY, "n"]).to_batches()
 
 
-def count_points(regions: DataFrame, points: DataFrame, broadcast: bool = True) -> DataFrame:
+#: From this many input points on, a broadcast join's boundary points are settled per task (Arrow, Python
+#: workers); below it the shuffle by point id is cheaper than starting the Python workers (3-5 s).
+PER_TASK_MIN_POINTS = 2_000_000
+
+
+def count_points(regions: DataFrame, points: DataFrame, broadcast: bool = True, per_task: bool = True) -> DataFrame:
     """(region_id, category, n): points per region and category, each point counted once, in the smallest region
     it touches (a point on a shared edge touches two).
 
-    With the regions broadcast, every point's hits come out of the join in the point's own task, so each task
-    resolves its boundary points itself (:func:`_count_partition`) and only its small count table moves, instead
-    of a shuffle of every point by its id. Without broadcast, a range join can send one point to several
-    partitions, and :func:`assign_points` groups by point id.
+    With the regions broadcast, every point's hits come out of the join in the point's own task, so with
+    ``per_task`` each task resolves its boundary points itself (:func:`_count_partition`) and only its small
+    count table moves, instead of a shuffle of every point by its id. Without broadcast, a range join can send
+    one point to several partitions, and :func:`assign_points` groups by point id; so does ``per_task=False``.
     """
-    if not broadcast:
-        assigned = assign_points(regions, points, broadcast=False)
+    if not (broadcast and per_task):
+        assigned = assign_points(regions, points, broadcast=broadcast)
         return assigned.groupBy(C.REGION_ID, C.CATEGORY).agg(F.count("*").alias("n"))
     hits = region_join(regions, points, "ST_Intersects", broadcast=True).select(FEATURE_ID, C.REGION_ID, C.CATEGORY)
     schema = StructType(
@@ -94,7 +99,9 @@ def poi_counts(
     join does not run a second time when the view is written. ``broadcast``: see :func:`region_join`.
     """
     cats, pts, cat_stats = resolve_categories(points, categories, max_categories, other)
-    long = count_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY), broadcast)
+    n_in = cat_stats.pop("input_rows") if "input_rows" in cat_stats else points.count()
+    per_task = n_in >= PER_TASK_MIN_POINTS
+    long = count_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY), broadcast, per_task)
     names = feature_columns("count", cats)
     wide = pivot_wide(long, "n", cats, names).persist(StorageLevel.MEMORY_AND_DISK)
     out = complete(regions, wide, names)
@@ -107,7 +114,6 @@ def poi_counts(
         .drop(C.AREA_KM2)
     )
     names = names + ["count_total", "density_per_km2"]
-    n_in = cat_stats.pop("input_rows") if "input_rows" in cat_stats else points.count()
     sums = wide.agg(*[F.sum(F.col(sql_name(n))) for n in names[:-2]]).first()
     n_assigned = int(sum(v or 0 for v in sums)) if sums is not None else 0
     stats = {"input_rows": n_in, "assigned": n_assigned, "outside_regions": n_in - n_assigned} | cat_stats
