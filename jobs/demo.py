@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -39,11 +40,13 @@ def run_step(i: int, name: str, verb: str, what: str, config: str) -> tuple[floa
     print(f"\n[{i}/{len(STEPS)}] {name}: {what}", flush=True)
     t0 = time.time()
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main([verb, "--config", config], log_level=logging.WARNING)
-    lines = out.getvalue().splitlines()
-    for line in lines:
-        print(f"    {line}", flush=True)
+    try:
+        with contextlib.redirect_stdout(out):
+            rc = main([verb, "--config", config], log_level=logging.WARNING)
+    finally:  # shown even when the step raised
+        lines = out.getvalue().splitlines()
+        for line in lines:
+            print(f"    {line}", flush=True)
     seconds = time.time() - t0
     if rc != 0:
         raise SystemExit(f"step {name} failed (exit {rc}) after {seconds:.0f} s; its error is above")
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="conf/helsinki.yaml")
     args = parser.parse_args(argv)
+    os.chdir(REPO)  # relative paths (the config, its warehouse) mean what they mean for make demo
     timings: dict[str, float] = {}
     html_map = None
     for i, (name, verb, what) in enumerate(STEPS, start=1):
