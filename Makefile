@@ -52,9 +52,8 @@ test: setup lint typecheck
 	$(PY) -m pytest -m "not heavy" tests
 
 # The long tests CI leaves out (CI's 30-minute budget): 1 vs 2 training processes, stop-and-resume, version
-# rewrites, a second method, spark-submit, the NYC tracts config, the RegionDCL anchor and TorchDistributor barrier
-# tasks on a Spark standalone cluster (a master and a worker started on 127.0.0.1; the feature job through
-# spark-submit on that cluster is in make test).
+# rewrites, a second method, spark-submit, the NYC tracts config, the RegionDCL anchor and the Spark standalone cluster
+# (spark-submit and TorchDistributor barrier tasks on a master and a worker started on 127.0.0.1).
 test-heavy: setup
 	$(PY) -m pytest -m heavy tests
 

@@ -24,9 +24,8 @@ from cookie.spark import packages_argument
 
 from cookie_test_tables import make_config
 
-# The feature job on the cluster (a cluster start and spark-submit with --packages, about 2.5 minutes) runs in
-# make test; the barrier-task training (two trainings, about 3.5 minutes more) is heavy (make test-heavy).
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+# Heavy (make test-heavy): a cluster start, spark-submit with --packages and two trainings take about 6 minutes.
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.heavy]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -204,7 +203,6 @@ def test_feature_job_through_spark_submit_on_the_cluster(cluster, spark, tmp_pat
     assert 1_800 < _table(on_cluster, "view_poi")["count_total"].sum() <= 2_000  # H3 cells do not tile the box
 
 
-@pytest.mark.heavy
 def test_training_as_barrier_tasks_on_the_cluster(cluster, spark, helsinki_tables, tmp_path):
     """TorchDistributor ``local_mode: false``: two barrier tasks on the worker train, the driver registers; the
     embeddings equal those of the same config trained with ``local_mode: true``."""
