@@ -26,18 +26,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: the package next to it
 
 STEPS = [
-    ("features", "features", "regions and view/label Delta tables"),
-    ("train", "train", "TorchDistributor training, MLflow run, registered model, embeddings table"),
-    ("evaluate", "evaluate", "downstream tasks on the frozen embeddings, report and maps"),
-    ("promote", "promote", "champion alias if the challenger is better"),
+    ("features", "regions and view/label Delta tables"),
+    ("train", "TorchDistributor training, MLflow run, registered model, embeddings table"),
+    ("evaluate", "downstream tasks on the frozen embeddings, report and maps"),
+    ("promote", "champion alias if the challenger is better"),
 ]
 
 
-def run_step(i: int, name: str, verb: str, what: str, config: str) -> tuple[float, list[str]]:
+def run_step(i: int, verb: str, what: str, config: str) -> tuple[float, list[str]]:
     """One verb through :func:`cookie.cli.main`; its printed output is shown and returned."""
     from cookie.cli import main
 
-    print(f"\n[{i}/{len(STEPS)}] {name}: {what}", flush=True)
+    print(f"\n[{i}/{len(STEPS)}] {verb}: {what}", flush=True)
     t0 = time.time()
     out = io.StringIO()
     try:
@@ -49,8 +49,8 @@ def run_step(i: int, name: str, verb: str, what: str, config: str) -> tuple[floa
             print(f"    {line}", flush=True)
     seconds = time.time() - t0
     if rc != 0:
-        raise SystemExit(f"step {name} failed (exit {rc}) after {seconds:.0f} s; its error is above")
-    print(f"    [{name} done in {seconds:.0f} s]", flush=True)
+        raise SystemExit(f"step {verb} failed (exit {rc}) after {seconds:.0f} s; its error is above")
+    print(f"    [{verb} done in {seconds:.0f} s]", flush=True)
     return seconds, lines
 
 
@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)  # relative paths (the config, its warehouse) mean what they mean for make demo
     timings: dict[str, float] = {}
     html_map = None
-    for i, (name, verb, what) in enumerate(STEPS, start=1):
-        timings[name], lines = run_step(i, name, verb, what, args.config)
-        if name == "evaluate":
+    for i, (verb, what) in enumerate(STEPS, start=1):
+        timings[verb], lines = run_step(i, verb, what, args.config)
+        if verb == "evaluate":
             html_map = map_path(lines)
     summary(args.config, timings, html_map)
     return 0
