@@ -56,6 +56,12 @@ class ModelConfig(BaseModel):
         "False is the literal NCE(s_ij^i(f_i(x_i)), s_ij^j(f_j(x_j))) on clean views, which memorises "
         "small data sets (Manhattan-180: pair_only R2 0.54/0.59 clean vs 0.65/0.73 augmented)",
     )
+    pair_blocks: Literal["mean", "both"] = Field(
+        default="mean",
+        description="(ours) CooKIE's shared part of the embedding: 'mean' is the specification's one block per pair, "
+        "z_ij = (s_ij^i + s_ij^j) / 2; 'both' keeps the two heads' estimates s_ij^i and s_ij^j as two blocks "
+        "(as GFactorCL keeps every head's output). The training objective is the same",
+    )
     noise_sigma: float = Field(default=0.1, ge=0.0, description="std of the Gaussian noise augmentation")
     mask_prob: float = Field(
         default=0.7,

@@ -94,7 +94,11 @@ class CooKIEModule(RegionModule):
     def block_specs(self) -> list[tuple[str, int]]:
         d = self.config.embed_dim
         specs = [(f"unique_{v}", d) for v in self.view_names] if self.use_intra else []
-        specs += [(f"shared_{self.pair_name(p)}", d) for p in range(len(self.pairs))]
+        for p, (i, j) in enumerate(self.pairs):
+            if self.config.pair_blocks == "both":
+                specs += [(f"shared_{self.pair_name(p)}_from_{self.view_names[k]}", d) for k in (i, j)]
+            else:
+                specs.append((f"shared_{self.pair_name(p)}", d))
         return specs
 
     # ---- loss -----------------------------------------------------------------------------
@@ -148,6 +152,7 @@ class CooKIEModule(RegionModule):
         """[u_1..u_M, z_12, .., z_(M-1)M], every block L2-normalised, missing views -> zeros.
 
         z_ij = (s_ij^i + s_ij^j) / 2 over the views present in the row, each normalised first
+        (with ``pair_blocks: both``, s_ij^i and s_ij^j as two blocks, zeros where their view is missing)
         *(ours: cosine-trained heads have arbitrary norms, so neither side dominates)*; with
         only one view present, z_ij is that view's estimate of the shared part.
         """
@@ -161,6 +166,9 @@ class CooKIEModule(RegionModule):
         for p, (i, j) in enumerate(self.pairs):
             s_i = F.normalize(nested(self.shared_heads, p)[0](h[i]), dim=-1) * w[i]
             s_j = F.normalize(nested(self.shared_heads, p)[1](h[j]), dim=-1) * w[j]
+            if self.config.pair_blocks == "both":
+                blocks += [s_i, s_j]
+                continue
             z = (s_i + s_j) / (w[i] + w[j]).clamp(min=1.0)
             blocks.append(F.normalize(z, dim=-1))
         return blocks

@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import combinations
 
 import pytest
+import torch
 
 from cookie.model import ModelConfig, build_model
 from cookie.model.efficiency import expected_objectives
@@ -52,6 +53,25 @@ def test_block_names_and_slices() -> None:
     slices = model.block_slices
     assert slices["unique_mobility"] == slice(0, 4) and slices["shared_poi__landuse"] == slice(20, 24)
     assert len(model.column_names) == model.embedding_dim == 24
+
+
+def test_pair_blocks_both_keeps_each_heads_estimate() -> None:
+    dims = {"mobility": 10, "poi": 6, "landuse": 3}
+    mean = build_model(ModelConfig(embed_dim=4, hidden_dim=8), dims)
+    both = build_model(ModelConfig(embed_dim=4, hidden_dim=8, pair_blocks="both"), dims)
+    pairs = list(combinations(["mobility", "poi", "landuse"], 2))
+    assert both.block_names == mean.block_names[:3] + [f"shared_{a}__{b}_from_{v}" for a, b in pairs for v in (a, b)]
+    assert both.embedding_dim == (3 + 2 * 3) * 4
+    assert both.n_objectives == mean.n_objectives and both.num_parameters() == mean.num_parameters()
+    both.module.load_state_dict(mean.module.state_dict())  # same weights: z_ij is the mean of the two blocks
+    views = {k: torch.randn(16, d, generator=torch.Generator().manual_seed(d)) for k, d in dims.items()}
+    e_mean, e_both = mean.embed(views), both.embed(views)
+    for a, b in pairs:
+        s_a = e_both[:, both.block_slices[f"shared_{a}__{b}_from_{a}"]]
+        s_b = e_both[:, both.block_slices[f"shared_{a}__{b}_from_{b}"]]
+        assert torch.allclose(s_a.norm(dim=1), torch.ones(16))
+        z = torch.nn.functional.normalize(s_a + s_b, dim=1)
+        assert torch.allclose(z, e_mean[:, mean.block_slices[f"shared_{a}__{b}"]], atol=1e-6)
 
 
 def test_gfactorcl_blocks() -> None:
