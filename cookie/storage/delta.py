@@ -197,10 +197,12 @@ def snapshot(cfg: Any, spark: SparkSession | None = None) -> dict[str, int]:
     (the manifest) is the commit point of the run across tables. Readers of the regions, view and label
     tables read the versions it names, so a run killed half-way leaves them reading the previous complete
     run, never a mix. Empty before any run recorded one (readers then read the newest versions).
-    Read with ``spark`` when given, else with ``deltalake`` (no JVM).
+    Read with ``deltalake`` (no JVM, no Spark job) where the table is a local path or no ``spark`` is given,
+    else (catalog tables, remote paths) with ``spark``.
     """
     loc = locate(cfg, C.RUNS_TABLE)
-    if spark is not None:
+    local = loc.path is not None and "://" not in loc.path
+    if spark is not None and not local:
         if not table_exists(spark, loc):
             return {}
         df = read_table(spark, loc)

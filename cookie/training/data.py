@@ -1,4 +1,4 @@
-"""Training data: global statistics on the driver (one Spark aggregate per view), and each rank's
+"""Training data: global statistics on the driver (one Spark aggregate over the views), and each rank's
 shard read straight from the Delta tables' Parquet files (the ``deltalake`` package).
 
 Nothing is collected to the driver but one row of statistics per view: a national grid trains
@@ -11,6 +11,7 @@ view tables, keeps its own rows (memory stays O(shard)) and orders them by regio
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ def _read_view(spark: SparkSession, vt: ViewTable) -> DataFrame:
 
 
 def compute_stats(spark: SparkSession, cfg: Config, tables_: Sequence[ViewTable] | None = None) -> FeatureStats:
-    """Global preprocessing statistics: one Spark aggregate over each view table.
+    """Global preprocessing statistics: one Spark aggregate over all the view tables.
 
     Per feature, over the present rows: mean and population std of the raw and of the log1p'd
     values (the kind decides which is used), the minimum (``auto`` kind of vector views) and the
@@ -130,27 +131,41 @@ def compute_stats(spark: SparkSession, cfg: Config, tables_: Sequence[ViewTable]
         raise ConfigError(f"train.preprocess names unknown views {unknown}; views are {views}")
     n_regions = None
     out: list[ViewStats] = []
-    for vt in tables_:
+    longs = []
+    for k, vt in enumerate(tables_):
         df = _read_view(spark, vt)
         values = F.array(*[F.col(f"`{f}`").cast("double") for f in vt.features])
-        long = df.select(F.col(C.REGION_ID), F.col(PRESENT).alias("_p"), F.posexplode(values).alias("_i", "_x"))
-        x, p = F.col("_x"), F.col("_p")
-        finite = x.isNotNull() & ~F.isnan(x) & (F.abs(x) != F.lit(float("inf")))
-        ok = p & finite
-        rows = (
-            long.groupBy("_i")
-            .agg(
-                F.count(F.lit(1)).alias("n"),
-                F.sum(p.cast("long")).alias("n_present"),
-                F.sum(F.when(p & ~finite, 1).otherwise(0)).alias("bad"),
-                F.min(F.when(ok, x)).alias("min"),
-                F.avg(F.when(ok, x)).alias("mean"),
-                F.stddev_pop(F.when(ok, x)).alias("std"),
-                F.avg(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_mean"),
-                F.stddev_pop(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_std"),
+        longs.append(
+            df.select(
+                F.lit(k).alias("_v"),
+                F.col(C.REGION_ID),
+                F.col(PRESENT).alias("_p"),
+                F.posexplode(values).alias("_i", "_x"),
             )
-            .collect()
         )
+    x, p = F.col("_x"), F.col("_p")
+    finite = x.isNotNull() & ~F.isnan(x) & (F.abs(x) != F.lit(float("inf")))
+    ok = p & finite
+    every = functools.reduce(lambda a, b: a.unionAll(b), longs) if longs else None
+    all_rows = (
+        every.groupBy("_v", "_i")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(p.cast("long")).alias("n_present"),
+            F.sum(F.when(p & ~finite, 1).otherwise(0)).alias("bad"),
+            F.min(F.when(ok, x)).alias("min"),
+            F.avg(F.when(ok, x)).alias("mean"),
+            F.stddev_pop(F.when(ok, x)).alias("std"),
+            F.avg(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_mean"),
+            F.stddev_pop(F.when(ok, F.log1p(F.greatest(x, F.lit(0.0))))).alias("log_std"),
+        )
+        .collect()  # one job for every view: (views x features) rows
+        if every is not None
+        else []
+    )
+    for k, vt in enumerate(tables_):
+        long = longs[k]
+        rows = sorted((r for r in all_rows if r["_v"] == k), key=lambda r: int(r["_i"]))
         by_i = {int(r["_i"]): r for r in rows}
         if len(by_i) != len(vt.features):
             raise InputError(f"view {vt.name}: table {vt.path} has no rows; {features_hint(cfg)}")
