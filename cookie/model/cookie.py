@@ -152,9 +152,9 @@ class CooKIEModule(RegionModule):
         """[u_1..u_M, z_12, .., z_(M-1)M], every block L2-normalised, missing views -> zeros.
 
         z_ij = (s_ij^i + s_ij^j) / 2 over the views present in the row, each normalised first
-        (with ``pair_blocks: both``, s_ij^i and s_ij^j as two blocks, zeros where their view is missing)
         *(ours: cosine-trained heads have arbitrary norms, so neither side dominates)*; with
-        only one view present, z_ij is that view's estimate of the shared part.
+        only one view present, z_ij is that view's estimate of the shared part. With
+        ``pair_blocks: both`` the blocks are s_ij^i and s_ij^j themselves (zeros where their view is missing).
         """
         xs = [views[v] for v in self.view_names]
         ms = [masks.get(v) for v in self.view_names]

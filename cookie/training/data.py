@@ -163,9 +163,11 @@ def compute_stats(spark: SparkSession, cfg: Config, tables_: Sequence[ViewTable]
         if every is not None
         else []
     )
-    for k, vt in enumerate(tables_):
-        long = longs[k]
-        rows = sorted((r for r in all_rows if r["_v"] == k), key=lambda r: int(r["_i"]))
+    per_view: dict[int, list[Any]] = {}
+    for r in all_rows:
+        per_view.setdefault(int(r["_v"]), []).append(r)
+    for k, (vt, long) in enumerate(zip(tables_, longs)):
+        rows = per_view.get(k, [])
         by_i = {int(r["_i"]): r for r in rows}
         if len(by_i) != len(vt.features):
             raise InputError(f"view {vt.name}: table {vt.path} has no rows; {features_hint(cfg)}")
