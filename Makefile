@@ -52,8 +52,8 @@ test: setup lint typecheck
 	$(PY) -m pytest -m "not heavy" tests
 
 # The long tests CI leaves out (CI's 30-minute budget): 1 vs 2 training processes, stop-and-resume, version
-# rewrites, a second method, spark-submit, the NYC tracts config, the RegionDCL anchor and the Spark standalone cluster
-# (spark-submit and TorchDistributor barrier tasks on a master and a worker started on 127.0.0.1).
+# rewrites, a second method, spark-submit, the NYC tracts config and the RegionDCL anchor. The Spark standalone
+# cluster tests (tests/cluster) are part of `make test`.
 test-heavy: setup
 	$(PY) -m pytest -m heavy tests
 

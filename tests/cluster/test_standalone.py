@@ -24,8 +24,8 @@ from cookie.spark import packages_argument
 
 from cookie_test_tables import make_config
 
-# Heavy (make test-heavy): a cluster start, spark-submit with --packages and two trainings take about 6 minutes.
-pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.heavy]
+# In `make test` (CI): a cluster start, spark-submit with --packages and two trainings take about 2 minutes.
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
