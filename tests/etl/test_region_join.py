@@ -108,3 +108,36 @@ def test_boundary_points_settled_per_task_or_by_a_shuffle_give_the_same_counts(s
         rows = count_points(regions, points, broadcast=True, per_task=per_task).collect()
         got[per_task] = sorted((r[C.REGION_ID], r[C.CATEGORY], r["n"]) for r in rows)
     assert got[True] == got[False] == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1), ("b", "shop", 1)]
+
+
+def test_regions_cut_into_pieces_count_each_point_once(spark) -> None:
+    """Regions are matched as pieces of at most SUBDIVIDE_VERTICES vertices: a 400-vertex disc and the square
+    around it, with a grid of points that puts many exactly on the cut lines (x = 0, y = 0) and on the disc's
+    ring; each point counted once, in the smallest id it touches, as shapely counts on the whole polygons."""
+    import numpy as np
+    import shapely
+
+    from cookie.etl.features.points import SUBDIVIDE_VERTICES, subdivided
+
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    disc = shapely.Polygon(np.c_[np.cos(t), np.sin(t)])
+    square = shapely.Polygon([(-2, -2), (2, -2), (2, 2), (-2, 2)], holes=[disc.exterior.coords])
+    regions = spark.createDataFrame(  # WKB: the vertices exactly (WKT text rounds them)
+        [("a", disc.wkb, 1.0), ("b", square.wkb, 1.0)], [C.REGION_ID, "_wkb", C.AREA_KM2]
+    ).select(C.REGION_ID, F.expr("ST_GeomFromWKB(_wkb)").alias(C.GEOMETRY), C.AREA_KM2)
+    assert regions.count() < subdivided(regions).count()
+    assert subdivided(regions).agg(F.max(F.expr(f"ST_NPoints({C.GEOMETRY})"))).first()[0] <= SUBDIVIDE_VERTICES
+    g = np.linspace(-2.5, 2.5, 51)
+    # grid points a rounding error away from the ring are left out: a cut adds vertices computed in floating point
+    grid = [(float(x), float(y)) for x in g for y in g if abs(np.hypot(x, y) - 1) > 1e-9]
+    xy = grid + [(float(x), float(y)) for x, y in disc.exterior.coords[:-1]]
+    points = spark.createDataFrame(
+        [(i, "p", x, y) for i, (x, y) in enumerate(xy)], ["feature_id", C.CATEGORY, "x", "y"]
+    ).select("feature_id", C.CATEGORY, F.expr("ST_Point(x, y)").alias(C.GEOMETRY))
+    pts = shapely.points(np.array(xy))
+    in_a = shapely.intersects(disc, pts)
+    in_b = shapely.intersects(square, pts) & ~in_a
+    expected = [("a", "p", int(in_a.sum())), ("b", "p", int(in_b.sum()))]
+    for per_task in (True, False):
+        rows = count_points(regions, points, broadcast=True, per_task=per_task).collect()
+        assert sorted((r[C.REGION_ID], r[C.CATEGORY], r["n"]) for r in rows) == expected

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -110,6 +110,31 @@ def feature_columns(prefix: str, categories: list[str]) -> list[str]:
     return names
 
 
+#: Up to this many distinct categories, their counts reach the driver in one action and the case merges and the
+#: ranking are done there; above it (a column of near-unique values, by mistake) both stay in Spark.
+LOCAL_CATEGORIES = 100_000
+
+
+def _respelling(clashes: Iterable[tuple[str, str, int]]) -> tuple[Column, dict[str, int], dict[str, str]]:
+    """From the (category, lower-case key, count) rows of the categories that clash in lower case: the expression
+    that respells each as its most frequent variant (ties: the first in sort order), the stats
+    (``category_case_merged``: rows respelled) and the map variant -> kept spelling."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for cat, key, n in clashes:
+        groups.setdefault(key, []).append((-int(n), cat))
+    respell = F.col(C.CATEGORY)
+    merged = 0
+    mapping: dict[str, str] = {}
+    for variants in groups.values():
+        variants.sort()
+        keep, others = variants[0][1], [v for _, v in variants[1:]]
+        merged -= sum(n for n, _ in variants[1:])
+        mapping.update(dict.fromkeys(others, keep))
+        respell = F.when(F.col(C.CATEGORY).isin(others), F.lit(keep)).otherwise(respell)
+        log.warning("categories that differ only in case merged into %r: %s", keep, others)
+    return respell, ({"category_case_merged": merged} if merged else {}), mapping
+
+
 def case_merges(counts: DataFrame) -> tuple[Column, dict[str, int]]:
     """From a (category, count) table: an expression that respells categories differing only in case
     (``Café`` / ``café``) as their most frequent variant (ties: the first in sort order), and the number of
@@ -120,18 +145,27 @@ def case_merges(counts: DataFrame) -> tuple[Column, dict[str, int]]:
         .where(F.col("_k").isNotNull() & (F.col("_n") > 1))
         .collect()
     )
-    groups: dict[str, list[tuple[int, str]]] = {}
-    for r in clashes:
-        groups.setdefault(r["_k"], []).append((-int(r["count"]), r[C.CATEGORY]))
-    respell = F.col(C.CATEGORY)
-    merged = 0
-    for variants in groups.values():
-        variants.sort()
-        keep, others = variants[0][1], [v for _, v in variants[1:]]
-        merged -= sum(n for n, _ in variants[1:])
-        respell = F.when(F.col(C.CATEGORY).isin(others), F.lit(keep)).otherwise(respell)
-        log.warning("categories that differ only in case merged into %r: %s", keep, others)
-    return respell, ({"category_case_merged": merged} if merged else {})
+    respell, stats, _ = _respelling((r[C.CATEGORY], r["_k"], r["count"]) for r in clashes)
+    return respell, stats
+
+
+def _rank_local(rows: Sequence[Row], max_categories: int) -> tuple[list[str], Column, dict[str, int]]:
+    """:func:`resolve_categories`' merges and ranking on the driver, from every (category, key, count) row:
+    the same result as the Spark path (order by count desc, then category asc with null first)."""
+    per_key: dict[str, int] = {}
+    for r in rows:
+        if r["_k"] is not None:
+            per_key[r["_k"]] = per_key.get(r["_k"], 0) + 1
+    respell, stats, mapping = _respelling(
+        (r[C.CATEGORY], r["_k"], r["count"]) for r in rows if r["_k"] is not None and per_key[r["_k"]] > 1
+    )
+    totals: dict[str | None, int] = {}
+    for r in rows:
+        cat = mapping.get(r[C.CATEGORY], r[C.CATEGORY])
+        totals[cat] = totals.get(cat, 0) + int(r["count"])
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0] is not None, kv[0] or ""))[:max_categories]
+    stats["input_rows"] = sum(totals.values())
+    return sorted(c for c, _ in ranked if c is not None), respell, stats
 
 
 def resolve_categories(
@@ -144,26 +178,31 @@ def resolve_categories(
 
     Categories taken from the data are first merged when they differ only in case (:func:`case_merges`; its
     count is returned), so ``Café`` and ``café`` never make two columns that Spark finds ambiguous. Only the
-    small per-category count table reaches the driver, never the rows themselves.
+    small per-category count table reaches the driver, never the rows themselves: in one action when it has
+    at most :data:`LOCAL_CATEGORIES` rows, else only its clashing variants and its top rows.
     """
     stats: dict[str, int] = {}
     if fixed is not None:
         cats = list(fixed)
     else:
-        counts = df.groupBy(C.CATEGORY).count().persist()
-        respell, stats = case_merges(counts)
-        total = counts.agg(F.sum("count")).first()
-        stats["input_rows"] = int(total[0] or 0) if total is not None else 0
-        df = df.withColumn(C.CATEGORY, respell)
-        top = (
-            counts.withColumn(C.CATEGORY, respell)
-            .groupBy(C.CATEGORY)
-            .agg(F.sum("count").alias("count"))
-            .orderBy(F.desc("count"), F.asc(C.CATEGORY))
-            .limit(max_categories)
-        ).collect()
+        counts = df.groupBy(C.CATEGORY).count().withColumn("_k", F.lower(F.col(C.CATEGORY))).persist()
+        rows = counts.limit(LOCAL_CATEGORIES + 1).collect()
+        if len(rows) <= LOCAL_CATEGORIES:
+            cats, respell, stats = _rank_local(rows, max_categories)
+        else:
+            respell, stats = case_merges(counts.drop("_k"))
+            total = counts.agg(F.sum("count")).first()
+            stats["input_rows"] = int(total[0] or 0) if total is not None else 0
+            top = (
+                counts.withColumn(C.CATEGORY, respell)
+                .groupBy(C.CATEGORY)
+                .agg(F.sum("count").alias("count"))
+                .orderBy(F.desc("count"), F.asc(C.CATEGORY))
+                .limit(max_categories)
+            ).collect()
+            cats = sorted(r[C.CATEGORY] for r in top if r[C.CATEGORY] is not None)
         counts.unpersist()
-        cats = sorted(r[C.CATEGORY] for r in top if r[C.CATEGORY] is not None)
+        df = df.withColumn(C.CATEGORY, respell)
     known = F.col(C.CATEGORY).isin(cats)
     if other:
         df = df.withColumn(C.CATEGORY, F.when(known, F.col(C.CATEGORY)).otherwise(F.lit(OTHER)))
