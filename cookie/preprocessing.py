@@ -10,7 +10,7 @@ Per view (the method specification section 1, cookie.model.preprocess):
 
 * ``counts``: ``log1p(max(x, 0))`` then z-score (counts, lengths, areas, shares of OSM views,
   benchmark count vectors);
-* ``zscore``: z-score only (OD flows, which the ETL already log1p'd; raster statistics;
+* ``zscore``: z-score only (OD flows, log1p'd or not by the ETL's ``flow_values``; raster statistics;
   precomputed embeddings with negative values);
 * ``shares``: clipped to [0, 1];
 * ``embedding``: passed through.
@@ -124,7 +124,7 @@ class FeatureStats:
 
 def auto_kind(etl_kind: str, etl_transform: str = "none", min_value: float | None = None) -> str:
     """What ``train.preprocess: auto`` means for a view: points, lines and polygons are counts, lengths and
-    shares (log1p, z-score); flows (log1p'd by the ETL) and raster statistics are z-scored; vectors are counts
+    shares (log1p, z-score); flows (OD cells as the ETL's ``flow_values``) and raster statistics are z-scored; vectors are counts
     when no value is negative and the ETL did not log1p them (benchmark count matrices), else z-scored."""
     if etl_kind in ("points", "lines", "polygons"):
         return "counts"

@@ -203,8 +203,13 @@ class ViewConfig(_Strict):
     flow_dim: int = Field(default=32, ge=1, description="flows views: vector length per direction")
     flow_method: Literal["auto", "rows", "svd"] = Field(
         default="auto",
-        description="flows views: 'svd' (truncated SVD of the log1p OD matrix), 'rows' (the log1p rows and "
-        "columns, for small region sets), 'auto' (rows up to 2,048 regions, svd above)",
+        description="flows views: 'svd' (truncated SVD of the OD matrix), 'rows' (the OD rows and columns, for "
+        "small region sets), 'auto' (rows up to 2,048 regions, svd above); cells as 'flow_values' says",
+    )
+    flow_values: Literal["log1p", "counts"] = Field(
+        default="log1p",
+        description="flows views: the OD cells of 'rows' and 'svd' as log1p(trips) or as trip counts (training "
+        "z-scores them either way); outflow, inflow and self_flow are always counts",
     )
     bands: list[int] | None = Field(default=None, description="raster views: bands, 1-based; null: all")
     statistics: list[str] = Field(

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: How a view's features are preprocessed (see :mod:`cookie.preprocessing`).
-#: ``auto`` picks from the view kind: flows (already log1p'd by the ETL) and raster statistics
+#: ``auto`` picks from the view kind: flows (log1p'd or not by the ETL's ``flow_values``) and raster statistics
 #: are z-scored; points, lines, polygons are counts/lengths/shares -> log1p -> z-score; vectors are
 #: log1p'd when every value is non-negative and not already log1p'd by the ETL, else z-scored.
 PreprocessKind = Literal["auto", "counts", "zscore", "shares", "embedding"]

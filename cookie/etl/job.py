@@ -248,7 +248,7 @@ def build_view(
         )
     if view.kind == "flows":
         edges, extra = od_edges(spark, cfg, inputs, regions, view)
-        res = od_features(spark, regions, edges, view.flow_method, view.flow_dim)
+        res = od_features(spark, regions, edges, view.flow_method, view.flow_dim, view.flow_values)
         res.stats.update(extra)
         return res
     if view.kind == "raster":

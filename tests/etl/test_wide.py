@@ -70,8 +70,9 @@ def test_wide_view_with_flow_context_and_rows_view(spark, wide_inputs):
         "wide_ctx",
         {"kind": "ids", "count": N_WIDE},
         [
-            {"name": "wide", "kind": "vectors", "source": "wide", "context": ["flows"]},
+            {"name": "wide", "kind": "vectors", "source": "wide", "context": ["flows"], "context_flows_view": "mob"},
             {"name": "mob", "kind": "flows", "source": "od", "flow_method": "rows"},
+            {"name": "mobc", "kind": "flows", "source": "od", "flow_method": "rows", "flow_values": "counts"},
         ],
         [{"name": "y", "kind": "vectors", "source": "y"}],
         sources,
@@ -103,6 +104,11 @@ def test_wide_view_with_flow_context_and_rows_view(spark, wide_inputs):
     )
     expected = np.log1p(np.c_[od[:, order], od.T[:, order]])
     np.testing.assert_allclose(mob[names[3:]].to_numpy(), expected, rtol=1e-15, atol=0)
+    # flow_values: counts keeps the trips themselves
+    mobc = read(cfg, "view_mobc").loc[ids]
+    assert list(mobc.columns) == names + ["_present"]
+    np.testing.assert_array_equal(mobc[names[3:]].to_numpy(), np.c_[od[:, order], od.T[:, order]])
+    np.testing.assert_array_equal(mobc[names[:3]].to_numpy(), mob[names[:3]].to_numpy())
     assert DeltaTable(tables.locate(cfg, "view_mob").path).metadata().configuration[
         "cookie.flow_columns_region_order"
     ] == ",".join(sorted(ids))

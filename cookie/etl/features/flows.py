@@ -1,10 +1,10 @@
 """OD flows (mobility): inflow, outflow, self-flow and a flow vector of fixed length.
 
-The flow vector is a truncated SVD of the log1p OD matrix (``svd``): each region gets its
+The flow vector is a truncated SVD of the OD matrix (``svd``): each region gets its
 origin-side row of U*S and destination-side row of V*S, ``flow_dim`` numbers each, however many
 regions there are. For small region sets the rows themselves can be used (``rows``: the region's
-outgoing and incoming trip counts to every region, log1p), which is what the Manhattan benchmark's
-published methods feed their models.
+outgoing and incoming trips to every region), which is what the Manhattan benchmark's published
+methods feed their models. The OD cells are log1p(trips) or the trip counts (``values``).
 """
 
 from __future__ import annotations
@@ -74,7 +74,11 @@ def od_features(
     edges: DataFrame,
     method: str = "auto",
     dim: int = 32,
+    values: str = "log1p",
 ) -> ViewResult:
+    """Per-region flow features from (origin_region_id, destination_region_id, trips) edges."""
+    if values not in ("log1p", "counts"):
+        raise ValueError(f"flow values must be 'log1p' or 'counts', got {values!r}")
     # Spark orders NaN above every number, so 'trips > 0' alone would keep NaN (the readers refuse it anyway)
     edges, unknown, n_edges = filter_edges(regions, edges.where((F.col(C.TRIPS) > 0) & ~F.isnan(C.TRIPS)))
     n = regions.count()
@@ -82,6 +86,7 @@ def od_features(
         method = "rows" if n <= ROWS_LIMIT else "svd"
     stats = {"edges": n_edges, "unknown_region_edges": unknown, "method_rows": int(method == "rows")}
     idx = _index(regions)
+    trips = F.col(C.TRIPS).cast("double")
     e = (
         edges.join(idx.withColumnRenamed(C.REGION_ID, C.ORIGIN_REGION).withColumnRenamed("_idx", "_o"), C.ORIGIN_REGION)
         .join(
@@ -89,7 +94,10 @@ def od_features(
             C.DESTINATION_REGION,
         )
         .select(
-            "_o", "_d", F.col(C.TRIPS).cast("double").alias("_t"), F.log1p(F.col(C.TRIPS).cast("double")).alias("_v")
+            "_o",
+            "_d",
+            F.col(C.TRIPS).cast("double").alias("_t"),
+            (F.log1p(trips) if values == "log1p" else trips).alias("_v"),
         )
     )
     if method == "rows":
@@ -108,7 +116,8 @@ def od_features(
 
 def _rows_features(spark: SparkSession, idx: DataFrame, e: DataFrame, n: int, stats: dict[str, int]) -> ViewResult:
     """The 'rows' flow features, packed (see ViewResult): outflow, inflow, self-flow, then the region's OD row
-    (log1p trips to region 0..N-1, ``out_<j>``) and OD column (from region 0..N-1, ``in_<j>``), 0 where none.
+    (trips to region 0..N-1, ``out_<j>``) and OD column (from region 0..N-1, ``in_<j>``), 0 where none, as
+    log1p or counts (the cells' ``_v``).
 
     One aggregation over the N x 2N cells (the region index crossed with the positions, left-joined to the
     non-zero cells), each region's cells collected in position order: no pivot, no column per position, and
