@@ -77,7 +77,7 @@ def _one_blas_thread(fn: _F) -> _F:
 
     The protocols multiply small matrices (a few thousand rows) many times over: OpenBLAS's threads cost more
     than they give there. On 2 cores the 50 logistic regressions of :func:`dominant_class` on 2,033 NYC tracts
-    took 200 s with two BLAS threads and about 10 s with one. Random forests and KMeans use their own threads.
+    took 200 s with two BLAS threads and 20 s with one. Random forests and KMeans use their own threads.
     """
 
     @functools.wraps(fn)

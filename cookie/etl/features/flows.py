@@ -96,7 +96,7 @@ def od_features(
         .select(
             "_o",
             "_d",
-            F.col(C.TRIPS).cast("double").alias("_t"),
+            trips.alias("_t"),
             (F.log1p(trips) if values == "log1p" else trips).alias("_v"),
         )
     )
