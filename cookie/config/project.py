@@ -192,7 +192,10 @@ class ViewConfig(_Strict):
         default=None, description="fixed category list (stable feature names); null: the most frequent in the data"
     )
     max_categories: int = Field(
-        default=64, ge=1, description="categories taken from the data: the most frequent this many"
+        default=64,
+        ge=1,
+        description="categories taken from the data: the most frequent this many (points views: among the points "
+        "inside the regions)",
     )
     other_category: bool = Field(
         default=True, description="count classes beyond the list in 'other' (false: drop them)"

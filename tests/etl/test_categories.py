@@ -46,3 +46,30 @@ def test_ranking_content(spark):
     assert cats == ["CAFÉ", "bar", "shop", common.OTHER]
     got = {r[0]: r[1] for r in out.groupBy(C.CATEGORY).count().collect()}
     assert got == {"CAFÉ": 13, "shop": 6, "bar": 4, common.OTHER: 12}
+
+
+@pytest.mark.parametrize("per_task", [True, False])
+def test_points_view_ranks_the_categories_inside_its_regions(spark, monkeypatch, per_task):
+    """A category frequent only outside the regions gets no column: the ranking reads the per-region counts of the
+    one spatial join (case merges and 'other' as for any ranking), so a country-wide file ranks a city's POIs."""
+    from pyspark.sql import functions as F
+
+    from cookie.etl.features import points as P
+
+    monkeypatch.setattr(P, "PER_TASK_MIN_POINTS", 0 if per_task else 10**9)
+    regions = spark.createDataFrame(
+        [("a", "POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))", 2.0), ("b", "POLYGON ((1 0, 2 0, 2 1, 1 1, 1 0))", 1.0)],
+        [C.REGION_ID, "_wkt", C.AREA_KM2],
+    ).select(C.REGION_ID, F.expr("ST_GeomFromWKT(_wkt)").alias(C.GEOMETRY), C.AREA_KM2)
+    inside = [("Cafe", 0.5, 0.5)] * 3 + [("cafe", 1.5, 0.5)] * 2 + [("shop", 1.5, 0.2)] * 2 + [("pub", 0.2, 0.2)]
+    outside = [("farm", 5.0, 5.0)] * 20
+    points = spark.createDataFrame(
+        [(i, c, x, y) for i, (c, x, y) in enumerate(inside + outside)], ["feature_id", C.CATEGORY, "x", "y"]
+    ).select("feature_id", C.CATEGORY, F.expr("ST_Point(x, y)").alias(C.GEOMETRY))
+
+    res = P.poi_counts(regions, points, max_categories=2)
+    assert res.feature_names == ["count_cafe", "count_shop", "count_other", "count_total", "density_per_km2"]
+    got = {r[C.REGION_ID]: r.asDict() for r in res.df.collect()}
+    assert [got["a"][n] for n in res.feature_names] == [3.0, 0.0, 1.0, 4.0, 2.0]
+    assert [got["b"][n] for n in res.feature_names] == [2.0, 2.0, 0.0, 4.0, 4.0]
+    assert res.stats == {"input_rows": 28, "assigned": 8, "outside_regions": 20, "category_case_merged": 2}

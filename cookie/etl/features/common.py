@@ -168,48 +168,61 @@ def _rank_local(rows: Sequence[Row], max_categories: int) -> tuple[list[str], Co
     return sorted(c for c, _ in ranked if c is not None), respell, stats
 
 
+def rank_categories(counts: DataFrame, max_categories: int) -> tuple[list[str], Column, dict[str, int]]:
+    """The most frequent ``max_categories`` categories of a (category, count) table, after merging the ones that
+    differ only in case (:func:`case_merges`): the sorted list, the respelling expression and the stats
+    (``input_rows``: the counts' sum; ``category_case_merged``). Ties go to the first in sort order, and a null
+    category takes a slot of the ranking but is never in the list.
+
+    Only the small count table reaches the driver: in one action when it has at most :data:`LOCAL_CATEGORIES`
+    rows, else only its clashing variants and its top rows.
+    """
+    counts = counts.select(C.CATEGORY, "count").withColumn("_k", F.lower(F.col(C.CATEGORY))).persist()
+    try:
+        rows = counts.limit(LOCAL_CATEGORIES + 1).collect()
+        if len(rows) <= LOCAL_CATEGORIES:
+            return _rank_local(rows, max_categories)
+        respell, stats = case_merges(counts.drop("_k"))
+        total = counts.agg(F.sum("count")).first()
+        stats["input_rows"] = int(total[0] or 0) if total is not None else 0
+        top = (
+            counts.withColumn(C.CATEGORY, respell)
+            .groupBy(C.CATEGORY)
+            .agg(F.sum("count").alias("count"))
+            .orderBy(F.desc("count"), F.asc(C.CATEGORY))
+            .limit(max_categories)
+        ).collect()
+        return sorted(r[C.CATEGORY] for r in top if r[C.CATEGORY] is not None), respell, stats
+    finally:
+        counts.unpersist()
+
+
+def fold_categories(df: DataFrame, cats: list[str], other: bool) -> tuple[list[str], DataFrame]:
+    """Keep the listed categories; fold the rest (null included) into 'other', or drop them without ``other``."""
+    known = F.col(C.CATEGORY).isin(cats)
+    if not other:
+        return cats, df.where(known)
+    folded = df.withColumn(C.CATEGORY, F.when(known, F.col(C.CATEGORY)).otherwise(F.lit(OTHER)))
+    return (cats if OTHER in cats else cats + [OTHER]), folded
+
+
 def resolve_categories(
     df: DataFrame, fixed: list[str] | None, max_categories: int, other: bool
 ) -> tuple[list[str], DataFrame, dict[str, int]]:
-    """Fix the category list (given, or the most frequent ones) and fold the rest into 'other'.
+    """Fix the category list of a table of features (given, or the most frequent ones, :func:`rank_categories`)
+    and fold the rest into 'other' (:func:`fold_categories`).
 
     When the categories come from the data, the stats also hold ``input_rows`` (the rows counted on the
-    way), so a caller need not scan the input again to count it.
-
-    Categories taken from the data are first merged when they differ only in case (:func:`case_merges`; its
-    count is returned), so ``Café`` and ``café`` never make two columns that Spark finds ambiguous. Only the
-    small per-category count table reaches the driver, never the rows themselves: in one action when it has
-    at most :data:`LOCAL_CATEGORIES` rows, else only its clashing variants and its top rows.
+    way), so a caller need not scan the input again to count it. Categories taken from the data are merged
+    when they differ only in case, so ``Café`` and ``café`` never make two columns that Spark finds ambiguous.
     """
     stats: dict[str, int] = {}
     if fixed is not None:
         cats = list(fixed)
     else:
-        counts = df.groupBy(C.CATEGORY).count().withColumn("_k", F.lower(F.col(C.CATEGORY))).persist()
-        rows = counts.limit(LOCAL_CATEGORIES + 1).collect()
-        if len(rows) <= LOCAL_CATEGORIES:
-            cats, respell, stats = _rank_local(rows, max_categories)
-        else:
-            respell, stats = case_merges(counts.drop("_k"))
-            total = counts.agg(F.sum("count")).first()
-            stats["input_rows"] = int(total[0] or 0) if total is not None else 0
-            top = (
-                counts.withColumn(C.CATEGORY, respell)
-                .groupBy(C.CATEGORY)
-                .agg(F.sum("count").alias("count"))
-                .orderBy(F.desc("count"), F.asc(C.CATEGORY))
-                .limit(max_categories)
-            ).collect()
-            cats = sorted(r[C.CATEGORY] for r in top if r[C.CATEGORY] is not None)
-        counts.unpersist()
+        cats, respell, stats = rank_categories(df.groupBy(C.CATEGORY).count(), max_categories)
         df = df.withColumn(C.CATEGORY, respell)
-    known = F.col(C.CATEGORY).isin(cats)
-    if other:
-        df = df.withColumn(C.CATEGORY, F.when(known, F.col(C.CATEGORY)).otherwise(F.lit(OTHER)))
-        if OTHER not in cats:
-            cats = cats + [OTHER]
-    else:
-        df = df.where(known)
+    cats, df = fold_categories(df, cats, other)
     return cats, df, stats
 
 

@@ -15,7 +15,9 @@ from cookie.etl.features.common import (
     ViewResult,
     complete,
     feature_columns,
+    fold_categories,
     pivot_wide,
+    rank_categories,
     region_join,
     resolve_categories,
     row_sum,
@@ -108,14 +110,26 @@ def poi_counts(
 ) -> ViewResult:
     """``points``: feature_id, category, geometry. Points outside every region are counted, not kept.
 
-    The points are scanned once for their categories (unless given) and once by the spatial join; the
-    per-region counts (small: regions x categories) are kept, and the statistics come from them, so the
-    join does not run a second time when the view is written. ``broadcast``: see :func:`region_join`.
+    The points are scanned once, by the spatial join, which carries each point's own category. Categories
+    taken from the data are then ranked among the points inside the regions, from the small per-region counts
+    (:func:`rank_categories`): a country-wide POI file gets the columns of the categories its regions hold,
+    and no separate pass over the points ranks them. ``broadcast``: see :func:`region_join`.
     """
-    cats, pts, cat_stats = resolve_categories(points, categories, max_categories, other)
-    n_in = cat_stats.pop("input_rows") if "input_rows" in cat_stats else points.count()
+    n_in = points.count()  # Parquet: from the files' footers
     per_task = n_in >= PER_TASK_MIN_POINTS
-    long = count_points(regions, pts.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY), broadcast, per_task)
+    pts = points.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY)
+    cat_stats: dict[str, int] = {}
+    raw: DataFrame | None = None
+    if categories is not None:
+        cats, pts, _ = resolve_categories(pts, categories, max_categories, other)
+        long = count_points(regions, pts, broadcast, per_task)
+    else:
+        raw = count_points(regions, pts, broadcast, per_task).persist(StorageLevel.MEMORY_AND_DISK)
+        per_category = raw.groupBy(C.CATEGORY).agg(F.sum("n").alias("count"))
+        cats, respell, cat_stats = rank_categories(per_category, max_categories)
+        cat_stats.pop("input_rows", None)  # the points inside regions: ``assigned`` below
+        cats, folded = fold_categories(raw.withColumn(C.CATEGORY, respell), cats, other)
+        long = folded.groupBy(C.REGION_ID, C.CATEGORY).agg(F.sum("n").alias("n"))
     names = feature_columns("count", cats)
     wide = pivot_wide(long, "n", cats, names).persist(StorageLevel.MEMORY_AND_DISK)
     out = complete(regions, wide, names)
@@ -129,6 +143,8 @@ def poi_counts(
     )
     names = names + ["count_total", "density_per_km2"]
     sums = wide.agg(*[F.sum(F.col(sql_name(n))) for n in names[:-2]]).first()
+    if raw is not None:
+        raw.unpersist()  # ``wide`` holds what the view needs
     n_assigned = int(sum(v or 0 for v in sums)) if sums is not None else 0
     stats = {"input_rows": n_in, "assigned": n_assigned, "outside_regions": n_in - n_assigned} | cat_stats
     return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)
