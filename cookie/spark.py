@@ -89,13 +89,17 @@ def class_archive(ivy_dir: str) -> Path:
 
     The classes a job loads (Spark, Scala, Delta, Sedona, GeoTools) are mapped from it at start instead of
     being read, verified and defined from the jars every time: 2-4 s less per JVM start on 2 cores. The name
-    holds the JVM, the pyspark version and the packages, so a change of any of them looks for a new archive;
-    a JVM that cannot use an archive ignores it.
+    holds the JVM, the packages and pyspark's jars (path, size and time of each: the JVM refuses an archive
+    whose class path changed, e.g. a reinstalled virtual environment), so any change looks for a new archive.
     """
     import pyspark
 
     java = os.path.realpath(os.environ.get("JAVA_HOME") or shutil.which("java") or "java")
-    key = hashlib.sha256(f"{java}|{pyspark.__version__}|{packages_argument()}".encode()).hexdigest()[:12]
+    parts = [java, pyspark.__version__, packages_argument()]
+    for jar in sorted((Path(pyspark.__file__).resolve().parent / "jars").glob("*.jar")):
+        st = jar.stat()
+        parts.append(f"{jar}:{st.st_size}:{st.st_mtime_ns}")
+    key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
     return Path(ivy_dir) / f"cookie-classes-{key}.jsa"
 
 
@@ -281,6 +285,9 @@ def warm_class_archive(ivy_dir: str) -> Path | None:
         tmp.unlink(missing_ok=True)
         return None
     os.replace(tmp, final)
+    for stale in final.parent.glob("cookie-classes-*.jsa"):  # of an earlier JVM or class path: unusable
+        if stale != final:
+            stale.unlink(missing_ok=True)
     return final
 
 
