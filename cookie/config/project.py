@@ -258,6 +258,13 @@ class SparkConfig(_Strict):
         "index join: the items are not shuffled) when there are at most this many; above it (or 0) Sedona "
         "partitions both sides",
     )
+    parallel_tables: int = Field(
+        default=4,
+        ge=1,
+        description="the feature job builds and writes this many view/label tables at once (concurrent Spark jobs "
+        "in one session): a small table's build is mostly per-step latency (planning, scheduling, the Delta "
+        "commit), which concurrent jobs overlap; 1 builds them one after another. Results do not depend on it",
+    )
     conf: dict[str, str] = Field(default_factory=dict, description="any other Spark settings, key: value")
 
 

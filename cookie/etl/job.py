@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -51,6 +55,9 @@ from cookie.storage import delta as tables
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 
 @dataclass
 class TableReport:
@@ -83,10 +90,13 @@ class RunReport:
 
 
 class _Inputs:
-    """Resolves config sources into DataFrames, converting OSM once per run."""
+    """Resolves config sources into DataFrames, converting OSM once per run. Views are built in threads
+    (``spark.parallel_tables``): ``lock`` guards what they share (the OSM conversion, the OD edges, the context
+    graphs), so each is made once."""
 
     def __init__(self, spark: SparkSession, cfg: Config):
         self.spark, self.cfg = spark, cfg
+        self.lock = threading.RLock()
         self._osm: dict[str, tuple[str, dict[str, int]]] = {}
         self.used: dict[str, str] = {}
         self.od_edges: dict[str, tuple[DataFrame, dict[str, int]]] = {}  # flows view -> its OD edges, stats
@@ -98,9 +108,10 @@ class _Inputs:
         return p
 
     def osm_layer(self, name: str, layer: str) -> DataFrame:
-        if name not in self._osm:
-            cache = str(Path(self.cfg.resolve(self.cfg.output.warehouse)) / "_cache" / "osm")
-            self._osm[name] = converted_layers(self.path(name), cache)
+        with self.lock:
+            if name not in self._osm:
+                cache = str(Path(self.cfg.resolve(self.cfg.output.warehouse)) / "_cache" / "osm")
+                self._osm[name] = converted_layers(self.path(name), cache)
         folder, counts = self._osm[name]
         if layer not in counts:
             raise InputError(
@@ -178,19 +189,20 @@ def od_edges(
 ) -> tuple[DataFrame, dict[str, int]]:
     """The OD edges of a flows view (origin, destination, trips), read once per run and kept, so the view and
     the 'flows' context of other views use the same edges."""
-    if view.name not in inputs.od_edges:
-        src = cfg.sources[view.source]
-        extra: dict[str, int] = {}
-        if isinstance(src, ArraySource):
-            path = inputs.path(view.source)
-            ids, arr = load_array(src, path)
-            edges, extra = matrix_edges(spark, ids, arr, where=f"{path} (view {view.name})")
-        elif isinstance(src, TripsSource):
-            edges, extra = _trip_edges(spark, cfg, inputs, regions, view, src)
-        else:
-            raise InputError(f"view {view.name}: flows need an array or trips source, not {src.kind}")
-        inputs.od_edges[view.name] = (edges.persist(StorageLevel.MEMORY_AND_DISK), extra)
-    return inputs.od_edges[view.name]
+    with inputs.lock:
+        if view.name not in inputs.od_edges:
+            src = cfg.sources[view.source]
+            extra: dict[str, int] = {}
+            if isinstance(src, ArraySource):
+                path = inputs.path(view.source)
+                ids, arr = load_array(src, path)
+                edges, extra = matrix_edges(spark, ids, arr, where=f"{path} (view {view.name})")
+            elif isinstance(src, TripsSource):
+                edges, extra = _trip_edges(spark, cfg, inputs, regions, view, src)
+            else:
+                raise InputError(f"view {view.name}: flows need an array or trips source, not {src.kind}")
+            inputs.od_edges[view.name] = (edges.persist(StorageLevel.MEMORY_AND_DISK), extra)
+        return inputs.od_edges[view.name]
 
 
 def context_graphs(
@@ -200,19 +212,20 @@ def context_graphs(
     per run and shared between views (``cache``)."""
     graphs: dict[str, DataFrame] = {}
     for graph in view.context:
-        if graph == "adjacency":
-            if C.GEOMETRY not in regions.columns:
-                raise ConfigError(f"view {view.name}: 'adjacency' context needs region polygons")
-            key = "adjacency"
-            if key not in cache:
-                cache[key] = region_adjacency(regions).persist(StorageLevel.MEMORY_AND_DISK)
-        else:
-            flows_view = _flows_view_for(cfg, view)
-            key = f"flows:{flows_view.name}"
-            if key not in cache:
-                od, _ = od_edges(spark, cfg, inputs, regions, flows_view)
-                cache[key] = flow_edges(od).persist(StorageLevel.MEMORY_AND_DISK)
-        graphs[graph] = cache[key]
+        with inputs.lock:
+            if graph == "adjacency":
+                if C.GEOMETRY not in regions.columns:
+                    raise ConfigError(f"view {view.name}: 'adjacency' context needs region polygons")
+                key = "adjacency"
+                if key not in cache:
+                    cache[key] = region_adjacency(regions).persist(StorageLevel.MEMORY_AND_DISK)
+            else:
+                flows_view = _flows_view_for(cfg, view)
+                key = f"flows:{flows_view.name}"
+                if key not in cache:
+                    od, _ = od_edges(spark, cfg, inputs, regions, flows_view)
+                    cache[key] = flow_edges(od).persist(StorageLevel.MEMORY_AND_DISK)
+            graphs[graph] = cache[key]
     return graphs
 
 
@@ -429,6 +442,59 @@ def _kept(df: DataFrame) -> DataFrame:
     return kept
 
 
+def in_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+    """``[fn(x) for x in items]`` with up to ``workers`` calls at once (threads; each submits its own Spark
+    jobs). Results come back in the items' order; when calls fail, the error of the first failing item (in
+    that order) is raised once every started call has ended, and calls not yet started are not made."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="cookie-table")
+    try:
+        futures = [pool.submit(fn, x) for x in items]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _build_table(
+    spark: SparkSession,
+    cfg: Config,
+    inputs: _Inputs,
+    regions: DataFrame,
+    view: ViewConfig,
+    n_regions: int,
+    prefix: str,
+    graph_cache: dict[str, DataFrame],
+    release: list[DataFrame],
+) -> ViewResult:
+    """One view or label table, computed, kept and checked (nothing written yet)."""
+    log.info("building %s%s", prefix, view.name)
+    t_view = time.time()
+    res = build_view(spark, cfg, inputs, regions, view, n_regions)
+    _check_not_empty(view.name, res)
+    res = res.pack()  # one array column until the write: see ViewResult
+    res.df = _kept(res.df)
+    present = res.df.where(F.col("_present")).count()
+    res.stats["regions_with_data"] = present
+    if present == 0:
+        seen = ", ".join(f"{k}={v}" for k, v in res.stats.items() if v and k != "regions_with_data")
+        raise InputError(
+            f"view {view.name}: empty: no region has any data (source {view.source}: "
+            f"{inputs.used.get(view.source, view.source)}{'; ' + seen if seen else ''})"
+        )
+    if view.context:
+        graphs = context_graphs(spark, cfg, inputs, regions, view, graph_cache)
+        release.append(res.df)
+        res = with_context(res, graphs)
+        res.df = _kept(res.df)
+        for graph, edges in graphs.items():
+            res.stats[f"context_{graph}_edges"] = edges.count()
+        res.extra = {**res.extra, "context": json.dumps(list(view.context))}
+    _check_finite(prefix + view.name, res, f"{view.source}: {inputs.used.get(view.source, view.source)}")
+    res.seconds = time.time() - t_view
+    return res
+
+
 def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = None) -> RunReport:
     """Run the whole feature job for a config; returns what was written.
 
@@ -447,52 +513,35 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     t_regions = time.time() - t0
     if n_regions == 0:
         raise InputError("no regions: the area or region file produced none")
-    planned: list[tuple[str, str, ViewResult, ViewConfig]] = []
     graph_cache: dict[str, DataFrame] = {}
     release: list[DataFrame] = []
-    for group, prefix in (("views", C.VIEW_PREFIX), ("labels", C.LABEL_PREFIX)):
-        for view in getattr(cfg, group):
-            if only is not None and view.name not in only:
-                continue
-            log.info("building %s%s", prefix, view.name)
-            t_view = time.time()
-            res = build_view(spark, cfg, inputs, regions, view, n_regions)
-            _check_not_empty(view.name, res)
-            res = res.pack()  # one array column until the write: see ViewResult
-            res.df = _kept(res.df)
-            present = res.df.where(F.col("_present")).count()
-            res.stats["regions_with_data"] = present
-            if present == 0:
-                seen = ", ".join(f"{k}={v}" for k, v in res.stats.items() if v and k != "regions_with_data")
-                raise InputError(
-                    f"view {view.name}: empty: no region has any data (source {view.source}: "
-                    f"{inputs.used.get(view.source, view.source)}{'; ' + seen if seen else ''})"
-                )
-            if view.context:
-                graphs = context_graphs(spark, cfg, inputs, regions, view, graph_cache)
-                release.append(res.df)
-                res = with_context(res, graphs)
-                res.df = _kept(res.df)
-                for graph, edges in graphs.items():
-                    res.stats[f"context_{graph}_edges"] = edges.count()
-                res.extra = {**res.extra, "context": json.dumps(list(view.context))}
-            _check_finite(prefix + view.name, res, f"{view.source}: {inputs.used.get(view.source, view.source)}")
-            res.seconds = time.time() - t_view
-            planned.append((prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view))
+    todo = [
+        (prefix, view)
+        for group, prefix in (("views", C.VIEW_PREFIX), ("labels", C.LABEL_PREFIX))
+        for view in getattr(cfg, group)
+        if only is None or view.name in only
+    ]
+    workers = cfg.spark.parallel_tables
+
+    def build(item: tuple[str, ViewConfig]) -> tuple[str, str, ViewResult, ViewConfig]:
+        prefix, view = item
+        res = _build_table(spark, cfg, inputs, regions, view, n_regions, prefix, graph_cache, release)
+        return prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view
+
+    planned = in_parallel(build, todo, workers)
     _check_labels_are_not_views(planned)
-    reports = []
-    reg_loc = tables.locate(cfg, C.REGIONS_TABLE)
-    stored_regions = (
-        tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions
-    )  # ids only: no geometry
-    version = tables.write_table(
-        stored_regions.orderBy(C.REGION_ID),
-        reg_loc,
-        {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id},
-        description=f"cookie run {run_id}",
-    )
-    reports.append(TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions))
-    for table, kind, res, view in planned:
+
+    def write(item: tuple[str, str, ViewResult, ViewConfig] | None) -> TableReport:
+        if item is None:  # the regions table
+            stored = tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions  # ids only
+            version = tables.write_table(
+                stored.orderBy(C.REGION_ID),
+                tables.locate(cfg, C.REGIONS_TABLE),
+                {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id},
+                description=f"cookie run {run_id}",
+            )
+            return TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions)
+        table, kind, res, view = item
         props = tables.feature_properties(
             kind,
             res.feature_names,
@@ -508,12 +557,12 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
         version = tables.write_table(
             res.unpack().df.orderBy(C.REGION_ID), tables.locate(cfg, table), props, description=f"cookie run {run_id}"
         )
-        reports.append(
-            TableReport(
-                table, n_regions, len(res.feature_names), version, res.stats, res.seconds + time.time() - t_write
-            )
-        )
         res.df.unpersist()
+        return TableReport(
+            table, n_regions, len(res.feature_names), version, res.stats, res.seconds + time.time() - t_write
+        )
+
+    reports = in_parallel(write, [None, *planned], workers)
     for df in [*release, *graph_cache.values(), *(e for e, _ in inputs.od_edges.values())]:
         df.unpersist()
     regions.unpersist()

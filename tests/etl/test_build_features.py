@@ -304,9 +304,13 @@ def test_context_columns_are_neighbour_means(spark, built):
 
 
 def test_rerun_is_idempotent_and_logged(spark, built):
+    """The rerun builds one table at a time (``built`` built them concurrently): the same contents."""
     cfg, report = built
+    assert cfg.spark.parallel_tables > 1
     before = {t.table: frame(spark, cfg, t.table) for t in report.tables if t.table != "regions"}
-    again = build_features(spark, cfg)
+    one_by_one = cfg.model_copy(update={"spark": cfg.spark.model_copy(update={"parallel_tables": 1})})
+    again = build_features(spark, one_by_one)
+    assert [t.table for t in again.tables] == [t.table for t in report.tables]
     for t in again.tables:
         if t.table == "regions":
             continue
