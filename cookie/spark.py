@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -103,10 +104,19 @@ def class_archive(ivy_dir: str) -> Path:
     return Path(ivy_dir) / f"cookie-classes-{key}.jsa"
 
 
-def driver_java_options(settings: SparkSettings, ivy_dir: str) -> str | None:
-    """``spark.driver.extraJavaOptions`` for a driver JVM this process starts: the config's own options, then
-    the class archive's (written with ``write_class_archive``, else used when ``--warm`` left one)."""
+#: The driver JVM's garbage collector where the config's own options choose none: the throughput collector. A
+#: batch job whose executors share the driver's JVM and a few cores spends less on collection with it than with
+#: the default G1, whose concurrent threads take cores from the tasks (30 M points into 2,325 tracts, 2 cores:
+#: the feature job 40.3-40.7 s against 42.9-47.4 s, peak memory alike).
+DEFAULT_GC = "-XX:+UseParallelGC"
+
+
+def driver_java_options(settings: SparkSettings, ivy_dir: str) -> str:
+    """``spark.driver.extraJavaOptions`` for a driver JVM this process starts: the config's own options, the
+    collector (:data:`DEFAULT_GC`, unless those options name one), then the class archive's (written with
+    ``write_class_archive``, else used when ``--warm`` left one)."""
     own = dict(settings.extra_conf).get("spark.driver.extraJavaOptions", "").strip()
+    gc = [] if re.search(r"-XX:\+Use\w+GC\b", own) else [DEFAULT_GC]
     archive = class_archive(ivy_dir)
     if settings.write_class_archive:
         cds = [f"-XX:ArchiveClassesAtExit={settings.write_class_archive}", *QUIET_CDS]
@@ -114,7 +124,7 @@ def driver_java_options(settings: SparkSettings, ivy_dir: str) -> str | None:
         cds = [f"-XX:SharedArchiveFile={archive}", *QUIET_CDS]
     else:
         cds = []
-    return " ".join([own, *cds]).strip() or None
+    return " ".join([own, *gc, *cds]).strip()
 
 
 def default_ivy_dir() -> str:
@@ -169,9 +179,7 @@ def build_session(settings: SparkSettings | None = None) -> SparkSession:
             # Python workers (RDD code) must use this interpreter, not the system one; pyspark reads
             # the variable when the context starts.
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            java_options = driver_java_options(s, ivy)
-            if java_options:
-                builder = builder.config("spark.driver.extraJavaOptions", java_options)
+            builder = builder.config("spark.driver.extraJavaOptions", driver_java_options(s, ivy))
             jars = cached_jars(ivy)
             if jars:
                 builder = builder.config("spark.jars", ",".join(jars))

@@ -1,5 +1,5 @@
-"""The driver JVM's options: the class archive (AppCDS) is used where ``--warm`` left one, written on request, and
-never replaces what the config asks for."""
+"""The driver JVM's options: the throughput collector unless the config names one, the class archive (AppCDS) where
+``--warm`` left one, written on request; never replacing what the config asks for."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from cookie.spark import QUIET_CDS, SparkSettings, class_archive, default_ivy_dir, driver_java_options
+from cookie.spark import DEFAULT_GC, QUIET_CDS, SparkSettings, class_archive, default_ivy_dir, driver_java_options
 
 
 def test_no_archive_leaves_the_configs_options(tmp_path: Path) -> None:
-    assert driver_java_options(SparkSettings(), str(tmp_path)) is None
+    assert driver_java_options(SparkSettings(), str(tmp_path)) == DEFAULT_GC
     own = SparkSettings(extra_conf=(("spark.driver.extraJavaOptions", "-Dx=1"),))
-    assert driver_java_options(own, str(tmp_path)) == "-Dx=1"
+    assert driver_java_options(own, str(tmp_path)) == f"-Dx=1 {DEFAULT_GC}"
+
+
+def test_a_collector_the_config_names_is_kept(tmp_path: Path) -> None:
+    """Two collectors stop the JVM from starting: the config's choice wins."""
+    own = SparkSettings(extra_conf=(("spark.driver.extraJavaOptions", "-Xss4m -XX:+UseG1GC"),))
+    assert driver_java_options(own, str(tmp_path)) == "-Xss4m -XX:+UseG1GC"
 
 
 def test_an_archive_is_used_after_the_configs_options(tmp_path: Path) -> None:
@@ -21,7 +27,7 @@ def test_an_archive_is_used_after_the_configs_options(tmp_path: Path) -> None:
     archive.write_bytes(b"")
     own = SparkSettings(extra_conf=(("spark.driver.extraJavaOptions", "-Dx=1"),))
     assert driver_java_options(own, str(tmp_path)) == " ".join(
-        ["-Dx=1", f"-XX:SharedArchiveFile={archive}", *QUIET_CDS]
+        ["-Dx=1", DEFAULT_GC, f"-XX:SharedArchiveFile={archive}", *QUIET_CDS]
     )
 
 
@@ -29,7 +35,7 @@ def test_writing_an_archive_never_reads_one(tmp_path: Path) -> None:
     class_archive(str(tmp_path)).write_bytes(b"")
     out = tmp_path / "new.jsa"
     opts = driver_java_options(SparkSettings(write_class_archive=str(out)), str(tmp_path))
-    assert opts == " ".join([f"-XX:ArchiveClassesAtExit={out}", *QUIET_CDS])
+    assert opts == " ".join([DEFAULT_GC, f"-XX:ArchiveClassesAtExit={out}", *QUIET_CDS])
 
 
 def test_the_archive_is_named_for_the_jvm_and_the_packages(tmp_path: Path, monkeypatch) -> None:
@@ -49,7 +55,7 @@ def test_the_driver_jvm_maps_the_warm_archive(spark) -> None:
         pytest.skip(f"no class archive at {archive}: run python -m cookie.spark --warm")
     jvm = spark.sparkContext._jvm
     args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
-    assert f"-XX:SharedArchiveFile={archive}" in args
+    assert f"-XX:SharedArchiveFile={archive}" in args and DEFAULT_GC in args
     maps = Path(f"/proc/{jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()}/maps")
     if maps.is_file():  # Linux
         assert str(archive.resolve()) in maps.read_text()  # the maps name the file behind any link (.ci/run's .ivy2)
