@@ -22,6 +22,7 @@ from typing import TypeVar
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
 from cookie import constants as C
 from cookie.config import (
@@ -442,15 +443,22 @@ def _kept(df: DataFrame) -> DataFrame:
     return kept
 
 
-def in_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+def in_parallel(
+    fn: Callable[[_T], _R], items: Sequence[_T], workers: int, spark: SparkSession | None = None
+) -> list[_R]:
     """``[fn(x) for x in items]`` with up to ``workers`` calls at once (threads; each submits its own Spark
     jobs). Results come back in the items' order; when calls fail, the error of the first failing item (in
-    that order) is raised once every started call has ended, and calls not yet started are not made."""
+    that order) is raised once every started call has ended, and calls not yet started are not made.
+
+    With ``spark``, the threads inherit the calling thread's Spark local properties (job group, scheduler pool,
+    job tags: what a scheduler or notebook uses to cancel the job's work), as PySpark asks of threads it runs.
+    """
     if workers <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
+    target = inheritable_thread_target(spark)(fn) if spark is not None else fn
     pool = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="cookie-table")
     try:
-        futures = [pool.submit(fn, x) for x in items]
+        futures = [pool.submit(target, x) for x in items]
         return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -528,7 +536,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
         res = _build_table(spark, cfg, inputs, regions, view, n_regions, prefix, graph_cache, release)
         return prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view
 
-    planned = in_parallel(build, todo, workers)
+    planned = in_parallel(build, todo, workers, spark)
     _check_labels_are_not_views(planned)
 
     def write(item: tuple[str, str, ViewResult, ViewConfig] | None) -> TableReport:
@@ -562,7 +570,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             table, n_regions, len(res.feature_names), version, res.stats, res.seconds + time.time() - t_write
         )
 
-    reports = in_parallel(write, [None, *planned], workers)
+    reports = in_parallel(write, [None, *planned], workers, spark)
     for df in [*release, *graph_cache.values(), *(e for e, _ in inputs.od_edges.values())]:
         df.unpersist()
     regions.unpersist()

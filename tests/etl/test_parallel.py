@@ -43,3 +43,15 @@ def test_the_first_failing_item_raises_after_the_others_end():
     with pytest.raises(ValueError, match="item 1"):
         in_parallel(fn, [0, 1, 2, 3], workers=4)
     assert sorted(ended) == [0, 2]
+
+
+@pytest.mark.spark
+def test_threads_inherit_the_callers_spark_local_properties(spark):
+    """A scheduler cancels a job's work by its job group or tags: the table threads must carry the caller's."""
+    sc = spark.sparkContext
+    sc.setLocalProperty("cookie.test.group", "feature-job")
+    try:
+        seen = in_parallel(lambda _: sc.getLocalProperty("cookie.test.group"), [0, 1, 2], workers=3, spark=spark)
+    finally:
+        sc.setLocalProperty("cookie.test.group", None)
+    assert seen == ["feature-job"] * 3
