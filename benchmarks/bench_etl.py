@@ -7,9 +7,9 @@ Uniform random points (seeded, 8 categories) over the bounding box of the NYC ce
 ``bench-results/etl-data``). For each size, in separate processes so their memory is their own:
 
 * **ours**: the feature job as users run it, on a config with the tracts as regions and one points view
-  by category (tables built and written one at a time, ``spark.parallel_tables: 1``, so the view's time is not
-  shared with the regions table's write): whole-job wall time (JVM start included), the view's own seconds from the run log, peak
-  memory of the whole process tree (driver JVM and Python workers);
+  by category (tables built and written one at a time, ``spark.parallel_tables: 1``, so the view's time is
+  not shared with the regions table's write): whole-job wall time (JVM start included), the view's own
+  seconds from the run log, peak memory of the whole process tree (driver JVM and Python workers);
 * **geopandas**: ``read_parquet`` + ``sjoin(predicate="within")`` + ``groupby`` per tract and category,
   on one core, wall time and peak memory.
 

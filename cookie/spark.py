@@ -117,10 +117,9 @@ def driver_java_options(settings: SparkSettings, ivy_dir: str) -> str:
     ``write_class_archive``, else used when ``--warm`` left one)."""
     own = dict(settings.extra_conf).get("spark.driver.extraJavaOptions", "").strip()
     gc = [] if re.search(r"-XX:\+Use\w+GC\b", own) else [DEFAULT_GC]
-    archive = class_archive(ivy_dir)
     if settings.write_class_archive:
         cds = [f"-XX:ArchiveClassesAtExit={settings.write_class_archive}", *QUIET_CDS]
-    elif archive.is_file():
+    elif (archive := class_archive(ivy_dir)).is_file():
         cds = [f"-XX:SharedArchiveFile={archive}", *QUIET_CDS]
     else:
         cds = []

@@ -7,6 +7,7 @@ writes the same contents as a new version.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -539,16 +540,17 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     planned = in_parallel(build, todo, workers, spark)
     _check_labels_are_not_views(planned)
 
-    def write(item: tuple[str, str, ViewResult, ViewConfig] | None) -> TableReport:
-        if item is None:  # the regions table
-            stored = tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions  # ids only
-            version = tables.write_table(
-                stored.orderBy(C.REGION_ID),
-                tables.locate(cfg, C.REGIONS_TABLE),
-                {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id},
-                description=f"cookie run {run_id}",
-            )
-            return TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions)
+    def write_regions() -> TableReport:
+        stored = tables.geometry_to_wkb(regions) if C.GEOMETRY in regions.columns else regions  # ids only
+        version = tables.write_table(
+            stored.orderBy(C.REGION_ID),
+            tables.locate(cfg, C.REGIONS_TABLE),
+            {C.TABLE_KIND_PROPERTY: "regions", "cookie.run_id": run_id},
+            description=f"cookie run {run_id}",
+        )
+        return TableReport(C.REGIONS_TABLE, n_regions, 0, version, regions_res.stats, t_regions)
+
+    def write_view(item: tuple[str, str, ViewResult, ViewConfig]) -> TableReport:
         table, kind, res, view = item
         props = tables.feature_properties(
             kind,
@@ -570,7 +572,8 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
             table, n_regions, len(res.feature_names), version, res.stats, res.seconds + time.time() - t_write
         )
 
-    reports = in_parallel(write, [None, *planned], workers, spark)
+    writes: list[Callable[[], TableReport]] = [write_regions, *(functools.partial(write_view, p) for p in planned)]
+    reports = in_parallel(lambda write: write(), writes, workers, spark)
     for df in [*release, *graph_cache.values(), *(e for e, _ in inputs.od_edges.values())]:
         df.unpersist()
     regions.unpersist()
