@@ -247,3 +247,44 @@ def test_worker_logging_goes_to_stderr_once(capsys):
     finally:
         logger.handlers[:], logger.level, logger.propagate = before[0], before[1], before[2]
     assert [format_seconds(s) for s in (4.2, 42, 185, 7620)] == ["4.2 s", "42 s", "3 min 05 s", "2 h 07 min"]
+
+
+def test_process_group_frees_ddp_before_destroying_the_group(monkeypatch):
+    """A DDP wrapper in a reference cycle is collected before the group is destroyed: left to interpreter exit,
+    its Gloo threads abort the rank (SIGABRT) and the other ranks' torchrun agents wait 300 s at exit."""
+    import gc
+    import socket
+    import weakref
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from cookie.training.distributed import process_group
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    alive_at_destroy = []
+    destroy = dist.destroy_process_group
+
+    def spy(*args, **kwargs):
+        alive_at_destroy.append(ref() is not None)
+        return destroy(*args, **kwargs)
+
+    monkeypatch.setattr(dist, "destroy_process_group", spy)
+    gc.disable()  # only the context manager may collect the cycle
+    try:
+        with process_group("gloo"):
+            holder: dict = {}
+            holder["self"] = holder
+            holder["ddp"] = DistributedDataParallel(torch.nn.Linear(4, 2))
+            holder["ddp"](torch.randn(3, 4)).sum().backward()
+            ref = weakref.ref(holder["ddp"])
+            del holder
+            assert ref() is not None  # still alive here: only a collection frees it
+    finally:
+        gc.enable()
+    assert alive_at_destroy == [False]
+    assert not dist.is_initialized()
