@@ -218,7 +218,11 @@ def test_training_as_barrier_tasks_on_the_cluster(cluster, spark, helsinki_table
 
     res = _run([sys.executable, "-m", "cookie", "train", "--config", str(path)])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    assert "barrier tasks" in res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    assert "barrier tasks" in out
+    # every rank ends cleanly: a rank that aborts at exit after training (as when DDP freed the process group at
+    # interpreter exit) fails its torchrun agent, and the job still succeeds, 300 s late (the exit barrier)
+    assert "ChildFailedError" not in out and "Error waiting on exit barrier" not in out, out[-4000:]
 
     train_and_publish(spark, local)
     a = E.read_embeddings(spark, on_cluster).toPandas().sort_values("region_id")
