@@ -48,7 +48,15 @@ from cookie.etl.features.points import poi_counts
 from cookie.etl.features.polygons import polygon_cover
 from cookie.etl.features.raster import raster_bands, read_rasters, zonal_stats
 from cookie.etl.features.vectors import region_vectors
-from cookie.etl.regions import RegionsResult, bbox_area, extent_area, regions_from_file, regions_from_ids, regions_h3
+from cookie.etl.regions import (
+    RegionsResult,
+    bbox_area,
+    check_extent,
+    extent_area,
+    regions_from_file,
+    regions_from_ids,
+    regions_h3,
+)
 from cookie.etl.sources.arrays import array_frame, load_array, matrix_edges, read_table_source
 from cookie.etl.sources.osm import converted_layers
 from cookie.etl.sources.vector import check_numeric, read_vector, spark_path
@@ -483,6 +491,9 @@ def _build_table(
     _check_not_empty(view.name, res)
     res = res.pack()  # one array column until the write: see ViewResult
     res.df = _kept(res.df)
+    for df in res.release:
+        df.unpersist()
+    res.release = []
     present = res.df.where(F.col("_present")).count()
     res.stats["regions_with_data"] = present
     if present == 0:
@@ -516,9 +527,11 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     inputs = _Inputs(spark, cfg)
     regions_res = build_regions(spark, cfg, inputs)
     regions = _kept(regions_res.df)
-    n_regions = regions.count()
     for df in regions_res.release:
         df.unpersist()
+    if isinstance(cfg.regions, FileRegions):
+        check_extent(regions, cfg.resolve(cfg.regions.path))
+    n_regions = regions.count()
     t_regions = time.time() - t0
     if n_regions == 0:
         raise InputError("no regions: the area or region file produced none")

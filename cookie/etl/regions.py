@@ -48,44 +48,28 @@ def measure(df: DataFrame) -> DataFrame:
     )
 
 
-def validate_polygons(df: DataFrame, source: str, invalid: str = "repair") -> tuple[DataFrame, dict[str, int]]:
-    """Repair (ST_MakeValid, keep polygonal parts) or reject invalid geometries; drop empty ones.
+POLYGONAL = ("ST_Polygon", "ST_MultiPolygon")
 
-    Returns the kept rows and counts, so a run can report what it changed.
-    """
+
+def repaired_polygons(df: DataFrame, invalid: str = "repair") -> DataFrame:
+    """``df`` with flags ``_empty`` (null or empty geometry) and ``_valid`` (``ST_IsValid``; true when empty), and
+    with each invalid geometry repaired (``invalid: repair``: ST_MakeValid, its polygonal parts kept) or left as
+    it is (``reject``: the caller drops it). Every row is kept, so one pass can count what the checks find."""
     flagged = df.withColumn("_empty", F.expr(f"{C.GEOMETRY} IS NULL OR ST_IsEmpty({C.GEOMETRY})")).withColumn(
         "_valid", F.expr(f"CASE WHEN _empty THEN true ELSE ST_IsValid({C.GEOMETRY}) END")
     )
-    counts = flagged.agg(
-        F.count("*").alias("rows"),
-        F.sum(F.col("_empty").cast("int")).alias("empty"),
-        F.sum((~F.col("_valid")).cast("int")).alias("invalid"),
-    ).first()
-    assert counts is not None  # an aggregate has one row
-    stats = {
-        "input_rows": int(counts["rows"]),
-        "empty_rejected": int(counts["empty"] or 0),
-        "invalid": int(counts["invalid"] or 0),
-    }
-    kept = flagged.where(~F.col("_empty"))
     if invalid == "reject":
-        kept = kept.where(F.col("_valid"))
-        stats["invalid_rejected"] = stats["invalid"]
-    else:
-        kept = kept.withColumn(
-            C.GEOMETRY,
-            F.expr(f"CASE WHEN _valid THEN {C.GEOMETRY} ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"),
-        )
-        stats["invalid_repaired"] = stats["invalid"]
-    kept = kept.drop("_empty", "_valid")
-    if stats["empty_rejected"] or stats["invalid"]:
-        log.warning("%s: %s", source, stats)
-    return kept, stats
+        return flagged
+    return flagged.withColumn(
+        C.GEOMETRY,
+        F.expr(f"CASE WHEN _valid THEN {C.GEOMETRY} ELSE ST_CollectionExtract(ST_MakeValid({C.GEOMETRY}), 3) END"),
+    )
 
 
 def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> RegionsResult:
     """Regions from a polygon file, checked and measured. The file is read and reprojected once: the checks
-    below (ids, validity, types, extent) and the caller's table all read the kept copy (``release``)."""
+    below (ids, validity, types) and the caller's table all read the kept copy (``release``). The caller checks
+    the measured regions' extent (:func:`check_extent`) once it has kept them: it reads every region's area."""
     raw = read_vector(spark, path, cfg.format, cfg.crs, persist=True)
     try:
         measured, stats = _checked_regions(raw, cfg, path)
@@ -96,31 +80,45 @@ def regions_from_file(spark: SparkSession, cfg: FileRegions, path: str) -> Regio
 
 
 def _checked_regions(df: DataFrame, cfg: FileRegions, path: str) -> tuple[DataFrame, dict[str, int]]:
+    """The regions, repaired or with the invalid ones left out, and measured; refused when an id is missing or
+    repeated, or a geometry is not a polygon. Ids, validity and types are counted in one pass over the file."""
     if cfg.id_column not in df.columns:
         raise InputError(
             f"{path}: id column {cfg.id_column!r} not found; columns are {[c for c in df.columns if c != C.GEOMETRY]}"
         )
     df = df.select(F.col(cfg.id_column).cast("string").alias(C.REGION_ID), C.GEOMETRY)
-    nulls = df.where(F.col(C.REGION_ID).isNull()).count()
-    if nulls:
-        raise InputError(f"{path}: {nulls} features have no {cfg.id_column!r}")
+    flagged = repaired_polygons(df, cfg.invalid)
+    kept = flagged.where(~F.col("_empty") & (F.col("_valid") if cfg.invalid == "reject" else F.lit(True)))
+    not_polygonal = ~F.expr(f"ST_GeometryType({C.GEOMETRY})").isin(*POLYGONAL)
+    counts = flagged.agg(
+        F.count("*").alias("rows"),
+        F.count_if(F.col(C.REGION_ID).isNull()).alias("nulls"),
+        F.count_if(F.col("_empty")).alias("empty"),
+        F.count_if(~F.col("_valid")).alias("invalid"),
+        F.count_if(~F.col("_empty") & (F.col("_valid") | F.lit(cfg.invalid == "repair")) & not_polygonal).alias(
+            "not_polygonal"
+        ),
+    ).first()
+    assert counts is not None  # an aggregate has one row
+    if counts["nulls"]:
+        raise InputError(f"{path}: {counts['nulls']} features have no {cfg.id_column!r}")
     dups = df.groupBy(C.REGION_ID).count().where("count > 1").orderBy(C.REGION_ID).limit(10).collect()
     if dups:
         raise InputError(f"{path}: duplicate region ids in column {cfg.id_column!r}: {[r[C.REGION_ID] for r in dups]}")
-    kept, stats = validate_polygons(df, path, cfg.invalid)
+    stats = {
+        "input_rows": int(counts["rows"]),
+        "empty_rejected": int(counts["empty"]),
+        "invalid": int(counts["invalid"]),
+    }
+    stats["invalid_rejected" if cfg.invalid == "reject" else "invalid_repaired"] = stats["invalid"]
+    if stats["empty_rejected"] or stats["invalid"]:
+        log.warning("%s: %s", path, stats)
     if stats["input_rows"] == 0:
         raise InputError(f"{path}: no regions: the file has no features")
-    bad_type = (
-        kept.where(~F.expr(f"ST_GeometryType({C.GEOMETRY}) IN ('ST_Polygon', 'ST_MultiPolygon')"))
-        .select(C.REGION_ID)
-        .limit(5)
-        .collect()
-    )
-    if bad_type:
+    if counts["not_polygonal"]:
+        bad_type = kept.where(not_polygonal).select(C.REGION_ID).orderBy(C.REGION_ID).limit(5).collect()
         raise InputError(f"{path}: regions must be polygons; not polygonal: {[r[0] for r in bad_type]}")
-    measured = measure(kept)
-    check_extent(measured, path)
-    return measured, stats
+    return measure(kept.drop("_empty", "_valid")), stats
 
 
 def check_extent(regions: DataFrame, source: str) -> None:
@@ -153,7 +151,9 @@ def h3_cells_over(area: DataFrame, resolution: int, clip: bool) -> DataFrame:
         cells = (
             cells.crossJoin(area_geom).withColumn(C.GEOMETRY, F.expr(f"ST_Intersection({C.GEOMETRY}, _a)")).drop("_a")
         )
-    return cells.withColumn(C.REGION_ID, F.lower(F.hex(F.col(C.H3_CELL)))).select(C.REGION_ID, C.H3_CELL, C.GEOMETRY)
+    # lower-case hex, as H3 spells a cell; translate, as lower() would load ICU's case tables (0.6 s a JVM)
+    region_id = F.translate(F.hex(F.col(C.H3_CELL)), "ABCDEF", "abcdef")
+    return cells.withColumn(C.REGION_ID, region_id).select(C.REGION_ID, C.H3_CELL, C.GEOMETRY)
 
 
 def bbox_area(spark: SparkSession, bbox: tuple[float, float, float, float]) -> DataFrame:

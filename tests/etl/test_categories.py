@@ -73,3 +73,26 @@ def test_points_view_ranks_the_categories_inside_its_regions(spark, monkeypatch,
     assert [got["a"][n] for n in res.feature_names] == [3.0, 0.0, 1.0, 4.0, 2.0]
     assert [got["b"][n] for n in res.feature_names] == [2.0, 2.0, 0.0, 4.0, 4.0]
     assert res.stats == {"input_rows": 28, "assigned": 8, "outside_regions": 20, "category_case_merged": 2}
+
+
+@pytest.mark.parametrize("categories", [None, ["Cafe", "shop"]])
+def test_points_view_without_other_counts_only_the_kept_categories_as_assigned(spark, categories):
+    """Without 'other', a point inside a region whose category has no column is not counted as assigned, whether
+    the categories come from the data (the ranking's counts cannot say so: the columns are summed) or the config."""
+    from pyspark.sql import functions as F
+
+    from cookie.etl.features import points as P
+
+    regions = spark.createDataFrame(
+        [("a", "POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))", 2.0), ("b", "POLYGON ((1 0, 2 0, 2 1, 1 1, 1 0))", 1.0)],
+        [C.REGION_ID, "_wkt", C.AREA_KM2],
+    ).select(C.REGION_ID, F.expr("ST_GeomFromWKT(_wkt)").alias(C.GEOMETRY), C.AREA_KM2)
+    inside = [("Cafe", 0.5, 0.5)] * 3 + [("shop", 1.5, 0.2)] * 2 + [("pub", 0.2, 0.2)]
+    points = spark.createDataFrame(
+        [(i, c, x, y) for i, (c, x, y) in enumerate(inside + [("farm", 5.0, 5.0)])],
+        ["feature_id", C.CATEGORY, "x", "y"],
+    ).select("feature_id", C.CATEGORY, F.expr("ST_Point(x, y)").alias(C.GEOMETRY))
+
+    res = P.poi_counts(regions, points, categories=categories, max_categories=2, other=False)
+    assert res.feature_names == ["count_cafe", "count_shop", "count_total", "density_per_km2"]
+    assert res.stats["input_rows"] == 7 and res.stats["assigned"] == 5

@@ -120,6 +120,7 @@ def poi_counts(
     pts = points.select(FEATURE_ID, C.CATEGORY, C.GEOMETRY)
     cat_stats: dict[str, int] = {}
     raw: DataFrame | None = None
+    inside: int | None = None
     if categories is not None:
         cats, pts, _ = resolve_categories(pts, categories, max_categories, other)
         long = count_points(regions, pts, broadcast, per_task)
@@ -127,11 +128,19 @@ def poi_counts(
         raw = count_points(regions, pts, broadcast, per_task).persist(StorageLevel.MEMORY_AND_DISK)
         per_category = raw.groupBy(C.CATEGORY).agg(F.sum("n").alias("count"))
         cats, respell, cat_stats = rank_categories(per_category, max_categories)
-        cat_stats.pop("input_rows", None)  # the points inside regions: ``assigned`` below
+        inside = cat_stats.pop("input_rows", None)  # the points inside regions: ``assigned`` below
         cats, folded = fold_categories(raw.withColumn(C.CATEGORY, respell), cats, other)
         long = folded.groupBy(C.REGION_ID, C.CATEGORY).agg(F.sum("n").alias("n"))
     names = feature_columns("count", cats)
-    wide = pivot_wide(long, "n", cats, names).persist(StorageLevel.MEMORY_AND_DISK)
+    wide = pivot_wide(long, "n", cats, names)
+    release = [raw] if raw is not None else []  # ``df`` reads it: released once the job has kept ``df``
+    if inside is not None and other:
+        n_assigned = inside  # every point inside a region is in a column ('other' included)
+    else:
+        wide = wide.persist(StorageLevel.MEMORY_AND_DISK)
+        release.append(wide)
+        sums = wide.agg(*[F.sum(F.col(sql_name(n))) for n in names]).first()
+        n_assigned = int(sum(v or 0 for v in sums)) if sums is not None else 0
     out = complete(regions, wide, names)
     area = regions.select(C.REGION_ID, C.AREA_KM2)
     total = row_sum(names)
@@ -142,9 +151,5 @@ def poi_counts(
         .drop(C.AREA_KM2)
     )
     names = names + ["count_total", "density_per_km2"]
-    sums = wide.agg(*[F.sum(F.col(sql_name(n))) for n in names[:-2]]).first()
-    if raw is not None:
-        raw.unpersist()  # ``wide`` holds what the view needs
-    n_assigned = int(sum(v or 0 for v in sums)) if sums is not None else 0
     stats = {"input_rows": n_in, "assigned": n_assigned, "outside_regions": n_in - n_assigned} | cat_stats
-    return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)
+    return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats, release=release)
