@@ -117,7 +117,7 @@ def test_regions_cut_into_pieces_count_each_point_once(spark) -> None:
     import numpy as np
     import shapely
 
-    from cookie.etl.features.points import SUBDIVIDE_VERTICES, subdivided
+    from cookie.etl.features.common import SUBDIVIDE_VERTICES, subdivided
 
     t = np.linspace(0, 2 * np.pi, 400, endpoint=False)
     disc = shapely.Polygon(np.c_[np.cos(t), np.sin(t)])

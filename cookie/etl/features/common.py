@@ -323,3 +323,19 @@ def region_join(
     """
     r = regions.select(F.col(C.REGION_ID), F.col(C.GEOMETRY).alias("_region_geom"), F.col(C.AREA_KM2))
     return (F.broadcast(r) if broadcast else r).join(items, F.expr(f"{predicate}(_region_geom, {C.GEOMETRY})"))
+
+
+#: Regions are cut into pieces of at most this many vertices before points and lines are matched to them: an NYC
+#: census tract has up to 10,969 vertices; a point's polygon test walks the rings of the pieces its envelope hits,
+#: and clipping a line costs in the vertices of the polygon it is clipped to. A point on a cut line hits two pieces
+#: of one region and is counted once, like any boundary point; a line's pieces add up to its length in the region
+#: (one lying exactly along a cut would count twice, as one along two regions' shared edge does). The cuts add
+#: vertices computed in floating point, so a point within about 1e-15 degrees of a ring may change sides.
+SUBDIVIDE_VERTICES = 64
+
+
+def subdivided(regions: DataFrame, max_vertices: int = SUBDIVIDE_VERTICES) -> DataFrame:
+    """The regions as pieces of at most ``max_vertices`` vertices (``ST_SubDivideExplode``), one row per piece with
+    its region's id and area: the same points and lines hit them as hit the whole polygons, with cheaper tests."""
+    other = [c for c in regions.columns if c != C.GEOMETRY]
+    return regions.select(*other, F.expr(f"ST_SubDivideExplode({C.GEOMETRY}, {int(max_vertices)})").alias(C.GEOMETRY))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -14,6 +15,7 @@ from cookie.etl.features.common import (
     region_join,
     resolve_categories,
     row_sum,
+    subdivided,
 )
 
 
@@ -28,10 +30,21 @@ def road_lengths(
     """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part);
     ``broadcast``: see :func:`region_join`."""
     cats, ls, cat_stats = resolve_categories(lines, categories, max_categories, other)
-    hits = region_join(regions, ls.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects", broadcast)
-    long = hits.withColumn("_km", F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0"))
+    items = ls.select(F.monotonically_increasing_id().alias("_line"), C.CATEGORY, C.GEOMETRY)
+    # clipped to the regions' pieces and measured once, kept: the table and the count of lines inside both read it
+    hits = (
+        region_join(subdivided(regions), items, "ST_Intersects", broadcast)
+        .select(
+            "_line",
+            C.REGION_ID,
+            C.CATEGORY,
+            F.expr(f"ST_LengthSpheroid(ST_Intersection(_region_geom, {C.GEOMETRY})) / 1000.0").alias("_km"),
+        )
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    n_hit = hits.select("_line").distinct().count()
     names = feature_columns("km", cats)
-    wide = pivot_wide(long, "_km", cats, names)
+    wide = pivot_wide(hits, "_km", cats, names)
     out = complete(regions, wide, names)
     total = row_sum(names)
     out = (
@@ -42,6 +55,5 @@ def road_lengths(
     )
     names = names + ["km_total", "km_per_km2"]
     n_in = cat_stats.pop("input_rows") if "input_rows" in cat_stats else lines.count()
-    n_hit = hits.select(F.expr(f"ST_AsBinary({C.GEOMETRY})")).distinct().count()
     stats = {"input_rows": n_in, "outside_regions": max(n_in - n_hit, 0)} | cat_stats
-    return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats)
+    return ViewResult(out.select(C.REGION_ID, *names, "_present"), names, stats, release=[hits])

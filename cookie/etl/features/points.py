@@ -22,18 +22,13 @@ from cookie.etl.features.common import (
     resolve_categories,
     row_sum,
     sql_name,
+    subdivided,
 )
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 FEATURE_ID = "feature_id"
-
-#: Regions are cut into pieces of at most this many vertices before the points are matched to them: an NYC census
-#: tract has up to 10,969 vertices, and each point's polygon test walks the rings of the pieces its envelope hits.
-#: A point on a cut line hits two pieces of one region and is counted once, like any boundary point. The cuts add
-#: vertices computed in floating point, so a point within about 1e-15 degrees of a ring may change sides.
-SUBDIVIDE_VERTICES = 64
 
 
 def assign_points(regions: DataFrame, points: DataFrame, broadcast: bool = True) -> DataFrame:
@@ -43,13 +38,6 @@ def assign_points(regions: DataFrame, points: DataFrame, broadcast: bool = True)
     carried = [c for c in points.columns if c not in (FEATURE_ID, C.GEOMETRY)]
     hits = region_join(regions, points, "ST_Intersects", broadcast)
     return hits.groupBy(FEATURE_ID).agg(F.min(C.REGION_ID).alias(C.REGION_ID), *[F.min(c).alias(c) for c in carried])
-
-
-def subdivided(regions: DataFrame, max_vertices: int = SUBDIVIDE_VERTICES) -> DataFrame:
-    """The regions as pieces of at most ``max_vertices`` vertices (``ST_SubDivideExplode``), one row per piece with
-    its region's id and area: the same points hit them as hit the whole polygons, with cheaper tests."""
-    other = [c for c in regions.columns if c != C.GEOMETRY]
-    return regions.select(*other, F.expr(f"ST_SubDivideExplode({C.GEOMETRY}, {int(max_vertices)})").alias(C.GEOMETRY))
 
 
 def _count_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
