@@ -1,6 +1,7 @@
 """The points view at scale: the feature job (``python -m cookie features``) against geopandas.
 
     python benchmarks/bench_etl.py [--points 1000000 10000000 30000000] [--regions tracts_wgs84.geojson]
+                                   [--lines 1000000] [--polygons 300000]
 
 Uniform random points (seeded, 8 categories) over the bounding box of the NYC census tracts in
 ``../shared/data/nyc-census-tracts-2325`` are written once as GeoParquet (WKB points, cached under
@@ -12,6 +13,10 @@ Uniform random points (seeded, 8 categories) over the bounding box of the NYC ce
   seconds from the run log, peak memory of the whole process tree (driver JVM and Python workers);
 * **geopandas**: ``read_parquet`` + ``sjoin(predicate="within")`` + ``groupby`` per tract and category,
   on one core, wall time and peak memory.
+
+``--lines`` / ``--polygons``: the same job with one lines view (random straight segments, about 200 m) or one
+polygons view (random squares, about 30 m) instead, ours only: lengths clipped to the regions and covered
+shares have no one-call geopandas counterpart to time against.
 
 The two count tables are compared tract by tract (points on a shared boundary go to one tract in ours,
 to both in geopandas: the difference is reported). One JSON line per engine and size goes to
@@ -42,8 +47,15 @@ def tracts_path() -> Path:
 
 
 def write_points(path: Path, batches) -> Path:
-    """GeoParquet (WKB points, a ``category`` column) from ``(xy, category)`` array batches, written to a temporary
-    name and renamed, so an interrupted run never leaves a half file that a later run would reuse."""
+    """GeoParquet (WKB points, a ``category`` column) from ``(xy, category)`` array batches."""
+    import shapely
+
+    return write_geoparquet(path, ((shapely.points(xy), cat) for xy, cat in batches), "Point")
+
+
+def write_geoparquet(path: Path, batches, geometry_type: str) -> Path:
+    """GeoParquet (WKB geometries, a ``category`` column) from ``(geometries, category)`` array batches, written to
+    a temporary name and renamed, so an interrupted run never leaves a half file that a later run would reuse."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely
@@ -51,17 +63,51 @@ def write_points(path: Path, batches) -> Path:
     geo = {
         "version": "1.0.0",
         "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Point"], "crs": None}},
+        "columns": {"geometry": {"encoding": "WKB", "geometry_types": [geometry_type], "crs": None}},
     }
     schema = pa.schema([("category", pa.string()), ("geometry", pa.binary())], metadata={"geo": json.dumps(geo)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with pq.ParquetWriter(tmp, schema) as w:
-        for xy, cat in batches:
-            wkb = shapely.to_wkb(shapely.points(xy))
+        for geoms, cat in batches:
+            wkb = shapely.to_wkb(geoms)
             w.write_table(pa.table({"category": pa.array(cat), "geometry": pa.array(wkb, pa.binary())}, schema))
     tmp.rename(path)
     return path
+
+
+#: Synthetic lines and polygons: straight segments of this length and squares of this side (degrees; about 200 m
+#: and 30 m in New York), at uniform random places over the regions' bounding box
+LINE_DEGREES = 0.002
+SQUARE_DEGREES = 0.0003
+
+
+def make_shapes(kind: str, n: int, regions: Path, seed: int = 0) -> Path:
+    """``n`` uniform random segments (``lines``) or squares (``polygons``) over the regions' bounding box as
+    GeoParquet (written once, then reused)."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    path = OUT / "etl-data" / f"{kind}_{n}.parquet"
+    if path.exists():
+        return path
+    minx, miny, maxx, maxy = gpd.read_file(regions).total_bounds
+    rng = np.random.default_rng(seed)
+
+    def batches():
+        for start in range(0, n, CHUNK):
+            k = min(CHUNK, n - start)
+            x, y = rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)
+            cat = np.char.add("c", rng.integers(0, CATEGORIES, k).astype(str))
+            if kind == "lines":
+                a = rng.uniform(0, 2 * np.pi, k)
+                end = np.column_stack([x + LINE_DEGREES * np.cos(a), y + LINE_DEGREES * np.sin(a)])
+                yield shapely.linestrings(np.stack([np.column_stack([x, y]), end], axis=1)), cat
+            else:
+                yield shapely.box(x, y, x + SQUARE_DEGREES, y + SQUARE_DEGREES), cat
+
+    return write_geoparquet(path, batches(), "LineString" if kind == "lines" else "Polygon")
 
 
 def make_points(n: int, regions: Path, seed: int = 0) -> Path:
@@ -131,17 +177,17 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return wall, peak, out
 
 
-def ours(n: int, points: Path, regions: Path) -> dict:
+def ours(n: int, points: Path, regions: Path, kind: str = "points") -> dict:
     import yaml
 
-    work = OUT / "etl-data" / f"run_{n}"
+    work = OUT / "etl-data" / (f"run_{n}" if kind == "points" else f"run_{kind}_{n}")
     cfg = {
         "name": f"etl{n}",
         "description": "bench_etl: uniform points into the NYC census tracts",
         "output": {"warehouse": str(work / "warehouse")},
         "sources": {"points": {"kind": "vector", "path": str(points), "format": "geoparquet"}},
         "regions": {"kind": "file", "path": str(regions), "id_column": "BoroCT2020"},
-        "views": [{"name": "poi", "kind": "points", "source": "points", "category_column": "category"}],
+        "views": [{"name": "poi", "kind": kind, "source": "points", "category_column": "category"}],
         # one table at a time, so the view's seconds are its own: written concurrently (the default), its write
         # would share the cores with the regions table's (2,325 tract polygons, about 3 s), the job's total alike
         "spark": {"parallel_tables": 1},
@@ -159,6 +205,7 @@ def ours(n: int, points: Path, regions: Path) -> dict:
     counts = tables.read_frame(loaded, "view_poi").set_index("region_id")
     return {
         "engine": "cookie features",
+        "kind": kind,
         "points": n,
         "regions": int(t["regions"]["rows"]),
         "job_s": round(wall, 1),
@@ -166,8 +213,8 @@ def ours(n: int, points: Path, regions: Path) -> dict:
         "regions_s": round(t["regions"]["seconds"], 1),
         "peak_gb": round(peak / 2**30, 2),
         "cores": os.cpu_count(),
-        "inside": int(counts["count_total"].sum()),
-        "_counts": counts["count_total"],
+        "inside": int(counts["count_total"].sum()) if kind == "points" else None,
+        "_counts": counts["count_total"] if kind == "points" else None,
     }
 
 
@@ -208,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, nargs="+", default=[1_000_000, 10_000_000, 30_000_000])
     ap.add_argument("--regions", type=Path, default=None, help="regions GeoJSON (default: the NYC tracts)")
     ap.add_argument("--skip-geopandas", action="store_true")
+    ap.add_argument(
+        "--lines", type=int, nargs="*", default=[], help="also a lines view over this many random segments (ours only)"
+    )
+    ap.add_argument(
+        "--polygons", type=int, nargs="*", default=[], help="also a polygons view over this many squares (ours only)"
+    )
     args = ap.parse_args(argv)
     regions = args.regions or tracts_path()
     if not regions.is_file():
@@ -230,10 +283,17 @@ def main(argv: list[str] | None = None) -> int:
         with open(OUT / "etl.jsonl", "a") as f:
             for r in rows[-2:] if not args.skip_geopandas else rows[-1:]:
                 f.write(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}) + "\n")
-    print(f"{'engine':<18}{'points':>12}{'job s':>9}{'view s':>9}{'regions s':>11}{'peak GB':>9}{'diff':>7}")
+    for kind, sizes in (("lines", args.lines), ("polygons", args.polygons)):
+        for n in sizes:
+            rows.append(ours(n, make_shapes(kind, n, regions), regions, kind))
+            with open(OUT / "etl.jsonl", "a") as f:
+                f.write(json.dumps({k: v for k, v in rows[-1].items() if not k.startswith("_")}) + "\n")
+    print(
+        f"{'engine':<18}{'kind':<10}{'features':>12}{'job s':>9}{'view s':>9}{'regions s':>11}{'peak GB':>9}{'diff':>7}"
+    )
     for r in rows:
         print(
-            f"{r['engine']:<18}{r['points']:>12,}{r['job_s']:>9.1f}{r['view_s']:>9.1f}"
+            f"{r['engine']:<18}{r.get('kind', 'points'):<10}{r['points']:>12,}{r['job_s']:>9.1f}{r['view_s']:>9.1f}"
             f"{r['regions_s'] if r['regions_s'] is not None else '':>11}{r['peak_gb']:>9.2f}"
             f"{r.get('count_diff_vs_geopandas', ''):>7}"
         )
