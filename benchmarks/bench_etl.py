@@ -46,13 +46,6 @@ def tracts_path() -> Path:
     return shared_data_dir(REPO) / "nyc-census-tracts-2325" / "tracts_wgs84.geojson"
 
 
-def write_points(path: Path, batches) -> Path:
-    """GeoParquet (WKB points, a ``category`` column) from ``(xy, category)`` array batches."""
-    import shapely
-
-    return write_geoparquet(path, ((shapely.points(xy), cat) for xy, cat in batches), "Point")
-
-
 def write_geoparquet(path: Path, batches, geometry_type: str) -> Path:
     """GeoParquet (WKB geometries, a ``category`` column) from ``(geometries, category)`` array batches, written to
     a temporary name and renamed, so an interrupted run never leaves a half file that a later run would reuse."""
@@ -83,8 +76,8 @@ SQUARE_DEGREES = 0.0003
 
 
 def make_shapes(kind: str, n: int, regions: Path, seed: int = 0) -> Path:
-    """``n`` uniform random segments (``lines``) or squares (``polygons``) over the regions' bounding box as
-    GeoParquet (written once, then reused)."""
+    """``n`` uniform random points, segments (``lines``) or squares (``polygons``) over the regions' bounding box
+    as GeoParquet (written once, then reused)."""
     import geopandas as gpd
     import numpy as np
     import shapely
@@ -100,34 +93,22 @@ def make_shapes(kind: str, n: int, regions: Path, seed: int = 0) -> Path:
             k = min(CHUNK, n - start)
             x, y = rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)
             cat = np.char.add("c", rng.integers(0, CATEGORIES, k).astype(str))
-            if kind == "lines":
+            if kind == "points":
+                yield shapely.points(np.column_stack([x, y])), cat
+            elif kind == "lines":
                 a = rng.uniform(0, 2 * np.pi, k)
                 end = np.column_stack([x + LINE_DEGREES * np.cos(a), y + LINE_DEGREES * np.sin(a)])
                 yield shapely.linestrings(np.stack([np.column_stack([x, y]), end], axis=1)), cat
             else:
                 yield shapely.box(x, y, x + SQUARE_DEGREES, y + SQUARE_DEGREES), cat
 
-    return write_geoparquet(path, batches(), "LineString" if kind == "lines" else "Polygon")
+    geometry_type = {"points": "Point", "lines": "LineString", "polygons": "Polygon"}[kind]
+    return write_geoparquet(path, batches(), geometry_type)
 
 
 def make_points(n: int, regions: Path, seed: int = 0) -> Path:
     """``n`` uniform points over the regions' bounding box as GeoParquet (written once, then reused)."""
-    import geopandas as gpd
-    import numpy as np
-
-    path = OUT / "etl-data" / f"points_{n}.parquet"
-    if path.exists():
-        return path
-    minx, miny, maxx, maxy = gpd.read_file(regions).total_bounds
-    rng = np.random.default_rng(seed)
-
-    def batches():
-        for start in range(0, n, CHUNK):
-            k = min(CHUNK, n - start)
-            xy = np.column_stack([rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)])
-            yield xy, np.char.add("c", rng.integers(0, CATEGORIES, k).astype(str))
-
-    return write_points(path, batches())
+    return make_shapes("points", n, regions, seed)
 
 
 def tree_rss(pid: int) -> int:
