@@ -233,7 +233,9 @@ def geopandas(n: int, points: Path, regions: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--points", type=int, nargs="+", default=[1_000_000, 10_000_000, 30_000_000])
+    ap.add_argument(
+        "--points", type=int, nargs="*", default=[1_000_000, 10_000_000, 30_000_000], help="none: no points view"
+    )
     ap.add_argument("--regions", type=Path, default=None, help="regions GeoJSON (default: the NYC tracts)")
     ap.add_argument("--skip-geopandas", action="store_true")
     ap.add_argument(

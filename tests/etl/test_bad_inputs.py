@@ -170,6 +170,16 @@ def only_points_in_polygon_layer(d: Path) -> dict:
     return base(d, views, {"blds": {"kind": "vector", "path": "buildings.geojson"}})
 
 
+def empty_points_file(d: Path) -> dict:
+    """A GeoParquet file with no rows: the view is empty, and the CRS check must not read Sedona's envelope of
+    nothing (-999999999 degrees) as projected coordinates."""
+    import geopandas as gpd
+
+    gpd.GeoDataFrame({"kind": pd.Series([], dtype=str)}, geometry=[], crs="EPSG:4326").to_parquet(d / "none.parquet")
+    views = [{"name": "poi", "kind": "points", "source": "nopois", "category_column": "kind"}]
+    return base(d, views, {"nopois": {"kind": "vector", "path": "none.parquet"}})
+
+
 def trips(d: Path, counts: list) -> dict:
     pd.DataFrame({"o": ["a", "b", "c"], "d": ["b", "a", "d"], "n": counts}).to_csv(d / "trips.csv", index=False)
     src = {"kind": "trips", "path": "trips.csv", "origin_id": "o", "destination_id": "d", "count_column": "n"}
@@ -207,6 +217,7 @@ REFUSED: list[tuple[str, Callable[[Path], dict], type[CookieError], str]] = [
     ),
     ("region across the antimeridian", antimeridian_region, InputError, r"world\.geojson: .*180 degrees.*\['fiji'\]"),
     ("points in a polygons layer", only_points_in_polygon_layer, InputError, r"view buildings: empty.*dropped_point=2"),
+    ("points file with no rows", empty_points_file, InputError, r"view poi: empty: no region has any data"),
     ("NaN trip count", lambda d: trips(d, [5, "NaN", 1]), InputError, r"trips\.csv: column 'n': 1 row.*'o': 'b'"),
     ("negative trip count", lambda d: trips(d, [5, -2, 1]), InputError, r"trips\.csv: column 'n': 1 row.*-2"),
     ("infinite trip count", lambda d: trips(d, [5, 1, "Infinity"]), InputError, r"trips\.csv: column 'n': .*inf"),

@@ -99,8 +99,8 @@ def polygon_cover(
             F.expr(f"ST_PointOnSurface({C.GEOMETRY})").alias(C.GEOMETRY),
             F.expr(area_m2(C.GEOMETRY)).alias("_footprint"),
         )
-        r = pieces.select(C.REGION_ID, F.col(C.GEOMETRY).alias("_rg"))
-        owned = r.join(anchors, F.expr(f"ST_Intersects(_rg, {C.GEOMETRY})"))
+        # the same broadcast of the pieces as the clipping join's (Spark reuses it), asked for as there
+        owned = region_join(pieces, anchors, "ST_Intersects", broadcast)
         owned = owned.groupBy(FEATURE_ID).agg(
             F.min(C.REGION_ID).alias(C.REGION_ID), F.first("_footprint").alias("_footprint")
         )

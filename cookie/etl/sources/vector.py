@@ -195,9 +195,9 @@ def to_wgs84(df: DataFrame, crs: str | None, path: str) -> DataFrame:
         return df.withColumn(C.GEOMETRY, F.expr(f"ST_Transform({C.GEOMETRY}, '{crs}', '{WGS84}')"))
     sample = df.select(C.GEOMETRY).limit(CRS_CHECK_ROWS)
     try:  # the first action over the file: turn reader failures into an error that names it
-        row = sample.select(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e")).first()
+        row = sample.agg(F.expr(f"ST_Envelope_Aggr({C.GEOMETRY})").alias("e"), F.count(C.GEOMETRY).alias("n")).first()
         assert row is not None  # an aggregate has one row
-        env = row["e"]
+        env = row["e"] if row["n"] else None  # no geometry: Sedona's envelope of nothing spans -999999999 degrees
     except Exception as exc:  # py4j/Spark wrap the reader's own exception
         first = str(exc).strip().splitlines()[0][:300]
         raise InputError(f"{path}: could not be read as vector data: {first}") from exc
