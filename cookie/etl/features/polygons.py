@@ -65,7 +65,7 @@ def polygon_cover(
     )
     cats, ps, cat_stats = resolve_categories(polys, categories, max_categories, other)
     # clipped to the regions' pieces (their unions per region are what clipping to the region gives, at a fraction
-    # of the cost: :data:`SUBDIVIDE_VERTICES`) once, and kept: the shares per class and the total share read it
+    # of the cost: common.SUBDIVIDE_VERTICES) once, and kept: the shares per class and the total share read it
     pieces = subdivided(regions)
     hits = (
         region_join(pieces, ps.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects", broadcast)
