@@ -88,16 +88,15 @@ def _checked_regions(df: DataFrame, cfg: FileRegions, path: str) -> tuple[DataFr
         )
     df = df.select(F.col(cfg.id_column).cast("string").alias(C.REGION_ID), C.GEOMETRY)
     flagged = repaired_polygons(df, cfg.invalid)
-    kept = flagged.where(~F.col("_empty") & (F.col("_valid") if cfg.invalid == "reject" else F.lit(True)))
+    keep = ~F.col("_empty") & F.col("_valid") if cfg.invalid == "reject" else ~F.col("_empty")
+    kept = flagged.where(keep)
     not_polygonal = ~F.expr(f"ST_GeometryType({C.GEOMETRY})").isin(*POLYGONAL)
     counts = flagged.agg(
         F.count("*").alias("rows"),
         F.count_if(F.col(C.REGION_ID).isNull()).alias("nulls"),
         F.count_if(F.col("_empty")).alias("empty"),
         F.count_if(~F.col("_valid")).alias("invalid"),
-        F.count_if(~F.col("_empty") & (F.col("_valid") | F.lit(cfg.invalid == "repair")) & not_polygonal).alias(
-            "not_polygonal"
-        ),
+        F.count_if(keep & not_polygonal).alias("not_polygonal"),
     ).first()
     assert counts is not None  # an aggregate has one row
     if counts["nulls"]:

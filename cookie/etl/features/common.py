@@ -157,8 +157,8 @@ def _rank_local(rows: Sequence[Row], max_categories: int) -> tuple[list[str], Co
     result as the Spark path (order by count desc, then category asc with null first).
 
     The lower-case keys are Python's ``str.lower`` here, Spark's ``lower`` there: the same for every category
-    but a few context-dependent letters (a word-final capital sigma). The driver's saves the feature job the
-    first ``lower`` of its JVM, which loads ICU's case tables: 0.6 s."""
+    but a few context-dependent letters (a word-final capital sigma). Lowering on the driver spares the feature
+    job the first ``lower`` of its JVM, which loads ICU's case tables: 0.6 s."""
     keys = [None if r[C.CATEGORY] is None else str(r[C.CATEGORY]).lower() for r in rows]
     per_key: dict[str, int] = {}
     for k in keys:

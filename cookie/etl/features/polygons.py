@@ -99,7 +99,7 @@ def polygon_cover(
             F.expr(f"ST_PointOnSurface({C.GEOMETRY})").alias(C.GEOMETRY),
             F.expr(area_m2(C.GEOMETRY)).alias("_footprint"),
         )
-        # the same broadcast of the pieces as the clipping join's (Spark reuses it), asked for as there
+        # the pieces broadcast, asked for as in the clipping join (not left to Spark's size estimate)
         owned = region_join(pieces, anchors, "ST_Intersects", broadcast)
         owned = owned.groupBy(FEATURE_ID).agg(
             F.min(C.REGION_ID).alias(C.REGION_ID), F.first("_footprint").alias("_footprint")
