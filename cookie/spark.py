@@ -13,11 +13,14 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
+from pyspark.util import inheritable_thread_target
 
 from cookie.exceptions import StackNotLoaded
 
@@ -227,6 +230,23 @@ def check_stack(spark: SparkSession) -> None:
         spark.sql("SELECT ST_AsText(ST_Point(1.0, 2.0)) AS p").collect()
     except Exception as exc:
         raise StackNotLoaded(f"Sedona SQL functions are not registered ({SEDONA_PACKAGE}). {hint}") from exc
+
+
+def _pass_batches(batches: Iterable[Any]) -> Iterator[Any]:
+    yield from batches
+
+
+def start_python_workers(spark: SparkSession) -> Future[None]:
+    """Start the executors' Python worker daemon in the background, with one job of one tiny Arrow task.
+
+    A stage that hands rows to Python (``mapInArrow``) otherwise waits in each of its tasks while the daemon
+    starts (0.5 s at the points view's join); Spark reuses started workers, and forks more from the running
+    daemon in milliseconds. One task, so that it takes one core, not every core a job's own work needs."""
+    one = spark.range(1, numPartitions=1)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cookie-python-workers")
+    job = pool.submit(inheritable_thread_target(spark)(lambda: one.mapInArrow(_pass_batches, one.schema).collect()))
+    pool.shutdown(wait=False)
+    return job
 
 
 def _class_workload(spark: SparkSession, folder: str) -> None:

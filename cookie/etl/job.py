@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,14 @@ from cookie.config import (
 )
 from cookie.etl.context import flow_edges, region_adjacency, with_context
 from cookie.etl.copies import copied_columns, fingerprints
-from cookie.etl.features.common import FEATURES, ViewResult, not_finite
+from cookie.etl.features.common import (
+    FEATURES,
+    POINT_PIECE_VERTICES,
+    SUBDIVIDE_VERTICES,
+    ViewResult,
+    not_finite,
+    subdivided,
+)
 from cookie.etl.features.flows import od_features, trips_to_edges
 from cookie.etl.features.lines import road_lengths
 from cookie.etl.features.points import poi_counts
@@ -61,6 +68,7 @@ from cookie.etl.sources.arrays import array_frame, load_array, matrix_edges, rea
 from cookie.etl.sources.osm import converted_layers
 from cookie.etl.sources.vector import check_numeric, read_vector, spark_path
 from cookie.exceptions import ConfigError, InputError
+from cookie.spark import start_python_workers
 from cookie.storage import delta as tables
 
 log = logging.getLogger(__name__)
@@ -102,7 +110,8 @@ class RunReport:
 class _Inputs:
     """Resolves config sources into DataFrames, converting OSM once per run. Views are built in threads
     (``spark.parallel_tables``): ``lock`` guards what they share (the OSM conversion, the OD edges, the context
-    graphs), so each is made once."""
+    graphs), so each is made once. The regions' pieces, which the points, lines and polygons views join
+    against, are cut once, in the background (:meth:`cut_regions`)."""
 
     def __init__(self, spark: SparkSession, cfg: Config):
         self.spark, self.cfg = spark, cfg
@@ -110,6 +119,33 @@ class _Inputs:
         self._osm: dict[str, tuple[str, dict[str, int]]] = {}
         self.used: dict[str, str] = {}
         self.od_edges: dict[str, tuple[DataFrame, dict[str, int]]] = {}  # flows view -> its OD edges, stats
+        self._pieces: dict[int, Future[DataFrame]] = {}  # vertices per piece -> the kept pieces
+
+    def cut_regions(self, regions: DataFrame, sizes: Iterable[int]) -> None:
+        """Start cutting the kept regions into pieces of each size (:func:`subdivided`) and keeping them, in a
+        thread of their own: the cutting runs in one task, beside the regions' checks and the views' reading of
+        their sources, and views of one size share it."""
+        todo = [size for size in sorted(set(sizes)) if size not in self._pieces]
+        if not todo:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cookie-pieces")
+        for size in todo:
+            self._pieces[size] = pool.submit(inheritable_thread_target(self.spark)(_kept), subdivided(regions, size))
+        pool.shutdown(wait=False)
+
+    def pieces(self, regions: DataFrame, size: int) -> DataFrame:
+        """The regions' pieces of at most ``size`` vertices, waiting for :meth:`cut_regions` (called here if
+        nothing started it)."""
+        with self.lock:
+            self.cut_regions(regions, [size])
+            job = self._pieces[size]
+        return job.result()
+
+    def release(self) -> None:
+        """Drop the pieces once the views are built (waiting for a cutting still under way)."""
+        for job in self._pieces.values():
+            if job.exception() is None:
+                job.result().unpersist()
 
     def path(self, name: str) -> str:
         src = self.cfg.sources[name]
@@ -252,22 +288,23 @@ def _flows_view_for(cfg: Config, view: ViewConfig) -> ViewConfig:
     return found[0]
 
 
+#: View kinds that match their features to the regions' pieces (:func:`subdivided`), and the pieces' size
+PIECE_VERTICES = {"points": POINT_PIECE_VERTICES, "lines": SUBDIVIDE_VERTICES, "polygons": SUBDIVIDE_VERTICES}
+
+
 def build_view(
     spark: SparkSession, cfg: Config, inputs: _Inputs, regions: DataFrame, view: ViewConfig, n_regions: int
 ) -> ViewResult:
     src = cfg.sources[view.source]
     bc = n_regions <= cfg.spark.broadcast_regions
-    if view.kind == "points":
-        return poi_counts(
-            regions, inputs.features(view), view.categories, view.max_categories, view.other_category, broadcast=bc
+    if view.kind in PIECE_VERTICES:
+        build: Callable[..., ViewResult] = (
+            poi_counts if view.kind == "points" else road_lengths if view.kind == "lines" else polygon_cover
         )
-    if view.kind == "lines":
-        return road_lengths(
-            regions, inputs.features(view), view.categories, view.max_categories, view.other_category, broadcast=bc
-        )
-    if view.kind == "polygons":
-        return polygon_cover(
-            regions, inputs.features(view), view.categories, view.max_categories, view.other_category, broadcast=bc
+        items = inputs.features(view)  # read and checked before waiting for the pieces
+        pieces = inputs.pieces(regions, PIECE_VERTICES[view.kind])
+        return build(
+            regions, items, view.categories, view.max_categories, view.other_category, broadcast=bc, pieces=pieces
         )
     if view.kind == "flows":
         edges, extra = od_edges(spark, cfg, inputs, regions, view)
@@ -524,11 +561,21 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     t0 = time.time()
     check_only(cfg, only)
     run_id = uuid.uuid4().hex[:12]
+    todo = [
+        (prefix, view)
+        for group, prefix in (("views", C.VIEW_PREFIX), ("labels", C.LABEL_PREFIX))
+        for view in getattr(cfg, group)
+        if only is None or view.name in only
+    ]
+    if any(view.kind == "points" for _, view in todo):
+        start_python_workers(spark)  # for the points view's join: while the regions are read, on a free core
     inputs = _Inputs(spark, cfg)
     regions_res = build_regions(spark, cfg, inputs)
     regions = _kept(regions_res.df)
     for df in regions_res.release:
         df.unpersist()
+    if C.GEOMETRY in regions.columns:
+        inputs.cut_regions(regions, {PIECE_VERTICES[view.kind] for _, view in todo if view.kind in PIECE_VERTICES})
     if isinstance(cfg.regions, FileRegions):
         check_extent(regions, cfg.resolve(cfg.regions.path))
     n_regions = regions.count()
@@ -537,12 +584,6 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
         raise InputError("no regions: the area or region file produced none")
     graph_cache: dict[str, DataFrame] = {}
     release: list[DataFrame] = []
-    todo = [
-        (prefix, view)
-        for group, prefix in (("views", C.VIEW_PREFIX), ("labels", C.LABEL_PREFIX))
-        for view in getattr(cfg, group)
-        if only is None or view.name in only
-    ]
     workers = cfg.spark.parallel_tables
 
     def build(item: tuple[str, ViewConfig]) -> tuple[str, str, ViewResult, ViewConfig]:
@@ -551,6 +592,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
         return prefix + view.name, "label" if prefix == C.LABEL_PREFIX else "view", res, view
 
     planned = in_parallel(build, todo, workers, spark)
+    inputs.release()
     _check_labels_are_not_views(planned)
 
     def write_regions() -> TableReport:

@@ -92,11 +92,20 @@ def test_a_task_counts_each_point_once_even_across_arrow_batches() -> None:
             [pa.array(ids, pa.int64()), pa.array(regions), pa.array(cats)], [FEATURE_ID, C.REGION_ID, C.CATEGORY]
         )
 
+    def counted(batches):
+        out = pa.Table.from_batches(list(_count_partition(iter(batches))))
+        return sorted(zip(out[C.REGION_ID].to_pylist(), out[C.CATEGORY].to_pylist(), out["n"].to_pylist()))
+
     batches = [batch([(1, "a", "cafe"), (7, "b", "shop")]), batch([(7, "a", "shop"), (8, "b", "cafe")])]
-    out = pa.Table.from_batches(list(_count_partition(iter(batches))))
-    got = sorted(zip(out[C.REGION_ID].to_pylist(), out[C.CATEGORY].to_pylist(), out["n"].to_pylist()))
-    assert got == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1)]
+    assert counted(batches) == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1)]
+    # a point's hits in one batch, and a run of points with two hits each
+    two = [batch([(1, "b", "cafe"), (1, "a", "cafe"), (2, "c", "shop"), (2, "b", "shop"), (3, "c", "cafe")])]
+    assert counted(two) == [("a", "cafe", 1), ("b", "shop", 1), ("c", "cafe", 1)]
+    # ids out of order (not what the join emits): counted from all the hits at once, still each point once
+    shuffled = [batch([(7, "b", "shop"), (1, "a", "cafe")]), batch([(8, "b", "cafe"), (7, "a", "shop")])]
+    assert counted(shuffled) == [("a", "cafe", 1), ("a", "shop", 1), ("b", "cafe", 1)]
     assert list(_count_partition(iter([]))) == []
+    assert list(_count_partition(iter([batch([(1, "a", "x")]).slice(0, 0)]))) == []
 
 
 def test_boundary_points_settled_per_task_or_by_a_shuffle_give_the_same_counts(spark, frames) -> None:
@@ -111,9 +120,10 @@ def test_boundary_points_settled_per_task_or_by_a_shuffle_give_the_same_counts(s
 
 
 def test_regions_cut_into_pieces_count_each_point_once(spark) -> None:
-    """Regions are matched as pieces of at most SUBDIVIDE_VERTICES vertices: a 400-vertex disc and the square
-    around it, with a grid of points that puts many exactly on the cut lines (x = 0, y = 0) and on the disc's
-    ring; each point counted once, in the smallest id it touches, as shapely counts on the whole polygons."""
+    """Regions matched as pieces (here of at most SUBDIVIDE_VERTICES vertices, so that the disc is cut): a
+    400-vertex disc and the square around it, with a grid of points that puts many exactly on the cut lines
+    (x = 0, y = 0) and on the disc's ring; each point counted once, in the smallest id it touches, as shapely
+    counts on the whole polygons."""
     import numpy as np
     import shapely
 
@@ -138,6 +148,7 @@ def test_regions_cut_into_pieces_count_each_point_once(spark) -> None:
     in_a = shapely.intersects(disc, pts)
     in_b = shapely.intersects(square, pts) & ~in_a
     expected = [("a", "p", int(in_a.sum())), ("b", "p", int(in_b.sum()))]
+    pieces = subdivided(regions)
     for per_task in (True, False):
-        rows = count_points(regions, points, broadcast=True, per_task=per_task).collect()
+        rows = count_points(regions, points, broadcast=True, per_task=per_task, pieces=pieces).collect()
         assert sorted((r[C.REGION_ID], r[C.CATEGORY], r["n"]) for r in rows) == expected

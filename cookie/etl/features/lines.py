@@ -26,14 +26,15 @@ def road_lengths(
     max_categories: int = 32,
     other: bool = True,
     broadcast: bool = True,
+    pieces: DataFrame | None = None,
 ) -> ViewResult:
     """``lines``: category, geometry. Lengths in km (``ST_LengthSpheroid`` of the clipped part);
-    ``broadcast``: see :func:`region_join`."""
+    ``broadcast``: see :func:`region_join`; ``pieces``: ``subdivided(regions)``, where the caller keeps them."""
     cats, ls, cat_stats = resolve_categories(lines, categories, max_categories, other)
     items = ls.select(F.monotonically_increasing_id().alias("_line"), C.CATEGORY, C.GEOMETRY)
     # clipped to the regions' pieces and measured once, kept: the table and the count of lines inside both read it
     hits = (
-        region_join(subdivided(regions), items, "ST_Intersects", broadcast)
+        region_join(subdivided(regions) if pieces is None else pieces, items, "ST_Intersects", broadcast)
         .select(
             "_line",
             C.REGION_ID,

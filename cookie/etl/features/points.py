@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -12,6 +13,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from cookie import constants as C
 from cookie.etl.features.common import (
+    POINT_PIECE_VERTICES,
     ViewResult,
     complete,
     feature_columns,
@@ -40,23 +42,78 @@ def assign_points(regions: DataFrame, points: DataFrame, broadcast: bool = True)
     return hits.groupBy(FEATURE_ID).agg(F.min(C.REGION_ID).alias(C.REGION_ID), *[F.min(c).alias(c) for c in carried])
 
 
+def _first_hits(hits: pa.Table) -> pa.Table:
+    """(region_id, category, n) of whole points' hits: each point once, in its smallest region."""
+    first = hits.group_by(FEATURE_ID, use_threads=False).aggregate([(C.REGION_ID, "min"), (C.CATEGORY, "min")])
+    keys = [f"{C.REGION_ID}_min", f"{C.CATEGORY}_min"]  # pyarrow names the results <column>_min
+    counts = first.group_by(keys, use_threads=False).aggregate([(FEATURE_ID, "count")])
+    return counts.rename_columns([C.REGION_ID, C.CATEGORY, "n"])
+
+
+def _run_counts(hits: pa.Table, ids: np.ndarray) -> pa.Table:
+    """:func:`_first_hits` for rows whose ids come in runs (a point's hits side by side): points with one hit,
+    nearly all of them, are counted without grouping them by id."""
+    import pyarrow as pa
+
+    shared = np.zeros(len(ids), dtype=bool)
+    same = ids[1:] == ids[:-1]
+    shared[1:] |= same
+    shared[:-1] |= same
+    single = hits.filter(pa.array(~shared))
+    counts = single.group_by([C.REGION_ID, C.CATEGORY], use_threads=False).aggregate([(FEATURE_ID, "count")])
+    parts = [counts.rename_columns([C.REGION_ID, C.CATEGORY, "n"])]
+    if shared.any():
+        parts.append(_first_hits(hits.filter(pa.array(shared))))
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
 def _count_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """One task's join hits (feature_id, region_id, category) -> (region_id, category, n): each point counted
     once, in its smallest region.
 
-    Runs in the Python workers (``mapInArrow``) on one whole partition: a point's hits are all in its own
-    partition, but may straddle two Arrow batches."""
+    Runs in the Python workers (``mapInArrow``) on one whole partition. The broadcast join emits a point's hits
+    side by side, in the order of the points' ids, which rise within a partition; so each batch is counted as
+    it arrives, while the join goes on, holding back only its last point, whose hits may go on in the next
+    batch. Should the ids ever come out of order, the partition is counted from all its hits at once instead."""
     import pyarrow as pa
 
-    received = list(batches)
-    table = pa.Table.from_batches(received) if received else None
-    if table is None or table.num_rows == 0:
+    received: list[pa.RecordBatch] = []
+    counts: list[pa.Table] = []
+    held: pa.Table | None = None
+    last = None
+    in_order = True
+    for batch in batches:
+        received.append(batch)
+        if not in_order or batch.num_rows == 0:
+            continue
+        table = pa.Table.from_batches([batch])
+        if held is not None:
+            table = pa.concat_tables([held, table])
+        ids = table.column(FEATURE_ID).to_numpy()
+        if (last is not None and ids[0] < last) or bool((ids[1:] < ids[:-1]).any()):
+            in_order = False
+            continue
+        last = ids[-1]
+        cut = int(np.searchsorted(ids, ids[-1]))  # the last point's first hit
+        held = table.slice(cut)
+        if cut:
+            counts.append(_run_counts(table.slice(0, cut), ids[:cut]))
+    if not received:
         return
-    # one row per point: its smallest region (and its category); pyarrow names the results <column>_min
-    first = table.group_by(FEATURE_ID, use_threads=False).aggregate([(C.REGION_ID, "min"), (C.CATEGORY, "min")])
-    keys = [f"{C.REGION_ID}_min", f"{C.CATEGORY}_min"]
-    counts = first.group_by(keys, use_threads=False).aggregate([(FEATURE_ID, "count")])
-    yield from counts.rename_columns([C.REGION_ID, C.CATEGORY, "n"]).to_batches()
+    if not in_order:
+        table = pa.Table.from_batches(received)
+        if table.num_rows:
+            yield from _first_hits(table).to_batches()
+        return
+    if held is not None and held.num_rows:
+        counts.append(_first_hits(held))
+    if counts:
+        total = (
+            pa.concat_tables(counts, promote_options="permissive")
+            .group_by([C.REGION_ID, C.CATEGORY], use_threads=False)
+            .aggregate([("n", "sum")])
+        )
+        yield from total.rename_columns([C.REGION_ID, C.CATEGORY, "n"]).to_batches()
 
 
 #: From this many input points on, a broadcast join's boundary points are settled per task (Arrow, Python
@@ -64,7 +121,13 @@ def _count_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
 PER_TASK_MIN_POINTS = 2_000_000
 
 
-def count_points(regions: DataFrame, points: DataFrame, broadcast: bool = True, per_task: bool = True) -> DataFrame:
+def count_points(
+    regions: DataFrame,
+    points: DataFrame,
+    broadcast: bool = True,
+    per_task: bool = True,
+    pieces: DataFrame | None = None,
+) -> DataFrame:
     """(region_id, category, n): points per region and category, each point counted once, in the smallest region
     it touches (a point on a shared edge touches two).
 
@@ -72,8 +135,9 @@ def count_points(regions: DataFrame, points: DataFrame, broadcast: bool = True, 
     ``per_task`` each task resolves its boundary points itself (:func:`_count_partition`) and only its small
     count table moves, instead of a shuffle of every point by its id. Without broadcast, a range join can send
     one point to several partitions, and :func:`assign_points` groups by point id; so does ``per_task=False``.
+    ``pieces``: ``subdivided(regions, POINT_PIECE_VERTICES)``, where the caller has them already.
     """
-    regions = subdivided(regions)
+    regions = subdivided(regions, POINT_PIECE_VERTICES) if pieces is None else pieces
     if not (broadcast and per_task):
         assigned = assign_points(regions, points, broadcast=broadcast)
         return assigned.groupBy(C.REGION_ID, C.CATEGORY).agg(F.count("*").alias("n"))
@@ -95,13 +159,15 @@ def poi_counts(
     max_categories: int = 64,
     other: bool = True,
     broadcast: bool = True,
+    pieces: DataFrame | None = None,
 ) -> ViewResult:
     """``points``: feature_id, category, geometry. Points outside every region are counted, not kept.
 
     The points are scanned once, by the spatial join, which carries each point's own category. Categories
     taken from the data are then ranked among the points inside the regions, from the small per-region counts
     (:func:`rank_categories`): a country-wide POI file gets the columns of the categories its regions hold,
-    and no separate pass over the points ranks them. ``broadcast``: see :func:`region_join`.
+    and no separate pass over the points ranks them. ``broadcast``: see :func:`region_join`; ``pieces``: the
+    regions cut as :func:`count_points` cuts them, where the caller keeps them (cut here otherwise).
     """
     n_in = points.count()  # Parquet: from the files' footers
     per_task = n_in >= PER_TASK_MIN_POINTS
@@ -111,9 +177,9 @@ def poi_counts(
     inside: int | None = None
     if categories is not None:
         cats, pts, _ = resolve_categories(pts, categories, max_categories, other)
-        long = count_points(regions, pts, broadcast, per_task)
+        long = count_points(regions, pts, broadcast, per_task, pieces)
     else:
-        raw = count_points(regions, pts, broadcast, per_task).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = count_points(regions, pts, broadcast, per_task, pieces).persist(StorageLevel.MEMORY_AND_DISK)
         per_category = raw.groupBy(C.CATEGORY).agg(F.sum("n").alias("count"))
         cats, respell, cat_stats = rank_categories(per_category, max_categories)
         inside = cat_stats.pop("input_rows", None)  # the points inside regions: ``assigned`` below

@@ -36,12 +36,13 @@ def polygon_cover(
     other: bool = True,
     with_counts: bool = True,
     broadcast: bool = True,
+    pieces: DataFrame | None = None,
 ) -> ViewResult:
     """``polygons``: feature_id, category, geometry (valid or repairable polygons).
 
     Points and lines in the layer are not polygons: they are dropped and counted per type (``dropped_point``,
     ...), never counted as buildings; the polygons of a geometry collection are kept. ``broadcast``: see
-    :func:`cookie.etl.features.common.region_join`.
+    :func:`cookie.etl.features.common.region_join`; ``pieces``: ``subdivided(regions)``, where the caller keeps them.
     """
     typed, type_stats = keep_geometry_types(polygons, POLYGONAL)
     polys = (
@@ -66,7 +67,7 @@ def polygon_cover(
     cats, ps, cat_stats = resolve_categories(polys, categories, max_categories, other)
     # clipped to the regions' pieces (their unions per region are what clipping to the region gives, at a fraction
     # of the cost: common.SUBDIVIDE_VERTICES) once, and kept: the shares per class and the total share read it
-    pieces = subdivided(regions)
+    pieces = subdivided(regions) if pieces is None else pieces
     hits = (
         region_join(pieces, ps.select(C.CATEGORY, C.GEOMETRY), "ST_Intersects", broadcast)
         .select(
