@@ -235,7 +235,8 @@ def resolve_categories(
 
 
 def pivot_wide(long: DataFrame, value: str, categories: list[str], names: list[str]) -> DataFrame:
-    """(region_id, category, value) -> one column per category, in the given order.
+    """(region_id, category, value) -> one column per category, in the given order; the values of the rows of one
+    region and category (a category folded into another, or one row per piece) are summed.
 
     The pivot runs over the categories' positions, not their text, so any category value works: a backtick,
     a dot, or two spellings that Spark's case-insensitive column names would find ambiguous.
@@ -263,15 +264,19 @@ def keep_geometry_types(df: DataFrame, allowed: tuple[str, ...]) -> tuple[DataFr
     return df.where(gtype.isin(list(allowed))), stats
 
 
-def complete(regions: DataFrame, features: DataFrame, names: list[str]) -> DataFrame:
-    """Every region gets a row; missing values become 0 and ``_present`` says who had data."""
-    joined = regions.select(C.REGION_ID).join(features.withColumn(PRESENT, F.lit(True)), on=C.REGION_ID, how="left")
+def complete(regions: DataFrame, features: DataFrame, names: list[str], carry: Sequence[str] = ()) -> DataFrame:
+    """Every region gets a row; missing values become 0 and ``_present`` says who had data. ``carry``: columns of
+    ``regions`` kept beside the features (a region's area for its densities), from the same join."""
+    joined = regions.select(C.REGION_ID, *carry).join(
+        features.withColumn(PRESENT, F.lit(True)), on=C.REGION_ID, how="left"
+    )
     return project(
         joined,
         [
             (sql_name(C.REGION_ID), C.REGION_ID),
             *[(f"coalesce(CAST({sql_name(n)} AS DOUBLE), 0D)", n) for n in names],
             (f"coalesce({PRESENT}, false)", PRESENT),
+            *[(sql_name(c), c) for c in carry],
         ],
     )
 

@@ -46,11 +46,10 @@ def road_lengths(
     n_hit = hits.select("_line").distinct().count()
     names = feature_columns("km", cats)
     wide = pivot_wide(hits, "_km", cats, names)
-    out = complete(regions, wide, names)
+    out = complete(regions, wide, names, carry=[C.AREA_KM2])
     total = row_sum(names)
     out = (
-        out.join(regions.select(C.REGION_ID, C.AREA_KM2), C.REGION_ID)
-        .withColumn("km_total", total)
+        out.withColumn("km_total", total)
         .withColumn("km_per_km2", F.col("km_total") / F.col(C.AREA_KM2))
         .drop(C.AREA_KM2)
     )

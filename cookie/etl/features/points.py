@@ -183,8 +183,8 @@ def poi_counts(
         per_category = raw.groupBy(C.CATEGORY).agg(F.sum("n").alias("count"))
         cats, respell, cat_stats = rank_categories(per_category, max_categories)
         inside = cat_stats.pop("input_rows", None)  # the points inside regions: ``assigned`` below
-        cats, folded = fold_categories(raw.withColumn(C.CATEGORY, respell), cats, other)
-        long = folded.groupBy(C.REGION_ID, C.CATEGORY).agg(F.sum("n").alias("n"))
+        # categories folded into 'other' come out as several rows of one region and column: the pivot sums them
+        cats, long = fold_categories(raw.withColumn(C.CATEGORY, respell), cats, other)
     names = feature_columns("count", cats)
     wide = pivot_wide(long, "n", cats, names)
     release = [raw] if raw is not None else []  # ``df`` reads it: released once the job has kept ``df``
@@ -195,12 +195,10 @@ def poi_counts(
         release.append(wide)
         sums = wide.agg(*[F.sum(F.col(sql_name(n))) for n in names]).first()
         n_assigned = int(sum(v or 0 for v in sums)) if sums is not None else 0
-    out = complete(regions, wide, names)
-    area = regions.select(C.REGION_ID, C.AREA_KM2)
+    out = complete(regions, wide, names, carry=[C.AREA_KM2])
     total = row_sum(names)
     out = (
-        out.join(area, C.REGION_ID)
-        .withColumn("count_total", total)
+        out.withColumn("count_total", total)
         .withColumn("density_per_km2", F.col("count_total") / F.col(C.AREA_KM2))
         .drop(C.AREA_KM2)
     )
