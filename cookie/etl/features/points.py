@@ -129,11 +129,12 @@ def count_points(
     pieces: DataFrame | None = None,
 ) -> DataFrame:
     """(region_id, category, n): points per region and category, each point counted once, in the smallest region
-    it touches (a point on a shared edge touches two).
+    it touches (a point on a shared edge touches two). A region and category may have several rows (one per
+    task, with ``per_task``): their sum is the count, as the pivot and the category ranking take it.
 
     With the regions broadcast, every point's hits come out of the join in the point's own task, so with
     ``per_task`` each task resolves its boundary points itself (:func:`_count_partition`) and only its small
-    count table moves, instead of a shuffle of every point by its id. Without broadcast, a range join can send
+    count table goes on, instead of a shuffle of every point by its id. Without broadcast, a range join can send
     one point to several partitions, and :func:`assign_points` groups by point id; so does ``per_task=False``.
     ``pieces``: ``subdivided(regions, POINT_PIECE_VERTICES)``, where the caller has them already.
     """
@@ -149,7 +150,7 @@ def count_points(
             StructField("n", LongType()),
         ]
     )
-    return hits.mapInArrow(_count_partition, schema).groupBy(C.REGION_ID, C.CATEGORY).agg(F.sum("n").alias("n"))
+    return hits.mapInArrow(_count_partition, schema)
 
 
 def poi_counts(
