@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_etl import run_measured, write_points
+from bench_etl import run_measured, write_geoparquet
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench-results"
@@ -50,7 +50,10 @@ def make_points(name: str, n: int, categories: int, seed: int) -> Path:
             np.clip(rng.normal((BBOX[1] + BBOX[3]) / 2, (BBOX[3] - BBOX[1]) / 4, n), BBOX[1], BBOX[3]),
         ]
     )
-    return write_points(path, [(xy, np.char.add("c", rng.integers(0, categories, n).astype(str)))])
+    import shapely
+
+    categories_ = np.char.add("c", rng.integers(0, categories, n).astype(str))
+    return write_geoparquet(path, [(shapely.points(xy), categories_)], "Point")
 
 
 def write_config(resolution: int, points: int, epochs: int, batch_size: int) -> Path:
