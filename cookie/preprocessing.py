@@ -38,6 +38,10 @@ STD_EPS = 1e-8
 
 KINDS = ("counts", "zscore", "shares", "embedding")
 
+#: Where a feature's counts are, for the 'thin' augmentation: ``log`` (the model sees log1p(count), z-scored),
+#: ``linear`` (the count itself, z-scored) or ``none`` (not a count).
+COUNT_SPACES = ("none", "log", "linear")
+
 
 def feature_column(view: str, feature: str) -> str:
     """Flat column name of one feature: ``<view>__<feature>``."""
@@ -62,6 +66,7 @@ class ViewStats:
     table: str = ""  # table location (path) read by the ranks
     table_version: int | None = None  # Delta version used, so every reader sees the same rows
     etl_kind: str = ""  # the ETL's view kind (points, flows, ...)
+    count_space: list[str] = field(default_factory=list)  # per feature, of COUNT_SPACES; empty: no counts
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -72,6 +77,10 @@ class ViewStats:
     @property
     def columns(self) -> list[str]:
         return [feature_column(self.name, f) for f in self.features]
+
+    def count_spaces(self) -> list[str]:
+        """Per feature, where its counts are (``none`` everywhere when the view holds none)."""
+        return self.count_space or ["none"] * len(self.features)
 
 
 @dataclass
@@ -131,6 +140,37 @@ def auto_kind(etl_kind: str, etl_transform: str = "none", min_value: float | Non
     if etl_kind in ("flows", "raster") or etl_transform == "log1p":
         return "zscore"
     return "counts" if min_value is not None and min_value >= 0 else "zscore"
+
+
+#: Flows features that are trip counts whatever ``flow_values`` says; the SVD components are no counts.
+FLOW_COUNT_FEATURES = ("outflow", "inflow", "self_flow")
+
+
+def count_space(
+    kind: str, etl_kind: str, features: list[str], etl_transform: str = "none", flow_values: str = "log1p"
+) -> list[str]:
+    """Where each feature's counts are once preprocessed (``kind``), from what the ETL wrote: counts views and vectors
+    preprocessed as counts are log1p'd by training; vectors the ETL log1p'd are log1p counts; a flows view's OD cells
+    are log1p(trips) or trips as ``flow_values`` says, its outflow, inflow and self-flow trips, its SVD components no
+    counts. Context columns (``ctx_<graph>__<feature>``, neighbour means) follow their feature."""
+    if kind == "counts":
+        return ["log"] * len(features)
+    if kind != "zscore":
+        return ["none"] * len(features)
+    if etl_kind == "vectors" and etl_transform == "log1p":
+        return ["log"] * len(features)
+    if etl_kind != "flows":
+        return ["none"] * len(features)
+    out = []
+    for name in features:
+        base = name.split(SEP, 1)[1] if name.startswith("ctx_") and SEP in name else name
+        if base in FLOW_COUNT_FEATURES:
+            out.append("linear")
+        elif base.startswith(("out_svd_", "in_svd_")) or not base.startswith(("out_", "in_")):
+            out.append("none")
+        else:
+            out.append("log" if flow_values == "log1p" else "linear")
+    return out
 
 
 def finalize_std(std: float | None, mean: float | None = None) -> float:

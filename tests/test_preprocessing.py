@@ -39,3 +39,17 @@ def test_nan_in_a_present_row_is_named() -> None:
     st = fit_view("poi", np.ones((3, 2)), kind="zscore", features=["a", "b"])
     with pytest.raises(ValueError, match="region 'r2'.*feature 'b'"):
         transform_view(np.array([[1.0, 1.0], [1.0, 1.0], [1.0, np.nan]]), None, st, region_ids=["r0", "r1", "r2"])
+
+
+def test_count_space_follows_what_the_etl_wrote() -> None:
+    """Which features 'thin' may resample, and in which space, from the view kind, the preprocessing and the ETL."""
+    from cookie.preprocessing import count_space
+
+    assert count_space("counts", "points", ["a", "b"]) == ["log", "log"]
+    assert count_space("zscore", "raster", ["b1_mean"]) == ["none"]
+    assert count_space("embedding", "vectors", ["e0"]) == ["none"]
+    assert count_space("zscore", "vectors", ["e0"], etl_transform="log1p") == ["log"]
+    flows = ["outflow", "inflow", "self_flow", "out_00000", "in_00001", "ctx_adj__out_00000", "ctx_flows__inflow"]
+    assert count_space("zscore", "flows", flows) == ["linear"] * 3 + ["log"] * 3 + ["linear"]
+    assert count_space("zscore", "flows", flows, flow_values="counts")[3:6] == ["linear"] * 3
+    assert count_space("zscore", "flows", ["outflow", "out_svd_00", "in_svd_01"]) == ["linear", "none", "none"]

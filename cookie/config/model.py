@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal["cookie", "gfactorcl", "intra_only", "pair_only", "raw", "raw_pca", "single_view"]
-Augmentation = Literal["noise", "mask", "mixup", "identity"]
+Augmentation = Literal["noise", "mask", "mixup", "identity", "thin"]
 
 #: Methods that learn weights with contrastive objectives (the others only fit statistics).
 LEARNED_METHODS: frozenset[str] = frozenset({"cookie", "gfactorcl", "intra_only", "pair_only"})
@@ -44,7 +44,9 @@ class ModelConfig(BaseModel):
     beta_club: float = Field(default=0.1, ge=0.0, description="weight of the CLUB removal terms")
     augmentations: list[Augmentation] = Field(
         default_factory=_default_augmentations,
-        description="augmentations of the contrastive views, of noise, mask, mixup, identity",
+        description="augmentations of the contrastive views, of noise, mask, mixup, identity, thin (Poisson "
+        "thinning of views that are log1p counts: points, lines, polygons, flows stored as log1p, vectors the ETL log1p'd or "
+        "preprocessed as counts; other views pass unchanged)",
     )
     augment_mode: Literal["compose", "choose"] = Field(
         default="compose",
@@ -69,6 +71,12 @@ class ModelConfig(BaseModel):
         lt=1.0,
         description="share of features zeroed by the mask augmentation (ours: 0.7, where FactorCL uses 0.2; "
         "every learned method gets the same augmentations)",
+    )
+    thin_keep: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="(ours) 'thin' draws Poisson(thin_keep * count) / thin_keep: 1 is Poisson resampling, lower thins harder",
     )
     epochs_intra: int = Field(default=300, ge=0, description="stage-1 epochs (GFactorCL: joint epochs = intra + pair)")
     epochs_pair: int = Field(default=300, ge=0, description="stage-2 epochs")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from cookie.config.model import ModelConfig
 from cookie.exceptions import ConfigError, InputError
+from cookie.model.augment import Augmenter
 
 FORMAT = "cookie.model"
 FORMAT_VERSION = 1
@@ -79,6 +80,7 @@ class RegionModule(nn.Module):
         self.view_names: list[str] = list(view_dims)
         self.view_dims: dict[str, int] = {k: int(v) for k, v in view_dims.items()}
         self.config = config
+        self.augment: Augmenter | None = None  # learned methods: the augmentations of their contrastive views
 
     # ---- training ---------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -90,6 +92,14 @@ class RegionModule(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss of one step of ``stage`` and its detached parts (for logging)."""
         raise RuntimeError(f"{type(self).__name__} has no trainable objective")
+
+    def set_count_space(self, space: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]]) -> None:
+        """Tell the 'thin' augmentation where each view's counts are: view name -> (z-score mean, std, space per
+        feature, one of :data:`cookie.preprocessing.COUNT_SPACES`). Views not named are left as they are."""
+        if self.augment is not None:
+            self.augment.set_count_space(
+                {self.view_names.index(k): v for k, v in space.items() if k in self.view_names}
+            )
 
     def prefit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
         """Fit statistics (baselines) before any stage runs; learned models do nothing.

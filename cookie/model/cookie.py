@@ -41,7 +41,7 @@ def present_weight(mask: Tensor | None, like: Tensor) -> Tensor:
 
 
 def augmenter_from(config: ModelConfig) -> Augmenter:
-    return Augmenter(config.augmentations, config.noise_sigma, config.mask_prob, config.augment_mode)
+    return Augmenter(config.augmentations, config.noise_sigma, config.mask_prob, config.augment_mode, config.thin_keep)
 
 
 class CooKIEModule(RegionModule):
@@ -72,7 +72,7 @@ class CooKIEModule(RegionModule):
             if self.use_club
             else nn.ModuleList()
         )
-        self.augment = augmenter_from(config)
+        self.augment: Augmenter = augmenter_from(config)
 
     # ---- structure ----------------------------------------------------------------------
     def pair_name(self, p: int) -> str:
@@ -119,7 +119,7 @@ class CooKIEModule(RegionModule):
             h = [enc(x) for enc, x in zip(self.encoders, xs)]
         h_aug: list[Tensor] = []  # encoders on augmented views x'
         if use_intra_terms or pair_aug:
-            h_aug = [enc(self.augment(x, generator)) for enc, x in zip(self.encoders, xs)]
+            h_aug = [enc(self.augment(x, generator, k)) for k, (enc, x) in enumerate(zip(self.encoders, xs))]
         total = (h or h_aug)[0].new_zeros(())
         unique: list[Tensor] = []
         if self.use_intra and (use_intra_terms or self.use_club):

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from cookie.config.model import ModelConfig
 from cookie.exceptions import ConfigError
+from cookie.model.augment import Augmenter
 from cookie.model.base import Masks, RegionModule, Stage, Views, nested
 from cookie.model.cookie import augmenter_from, present_weight
 from cookie.model.encoders import ViewEncoder
@@ -68,7 +69,7 @@ class GFactorCLModule(RegionModule):
         if self.use_club:
             self.subset_clubs = nn.ModuleList(ClubRemoval(2 * d, 2 * d * (len(s) - 1), 2 * d, d) for s in self.subsets)
             self.unique_clubs = nn.ModuleList(ClubRemoval(d, d * (m - 1), 2 * d, d) for _ in range(m))
-        self.augment = augmenter_from(config)
+        self.augment: Augmenter = augmenter_from(config)
 
     def subset_name(self, s: int) -> str:
         return "__".join(self.view_names[k] for k in self.subsets[s])
@@ -97,7 +98,7 @@ class GFactorCLModule(RegionModule):
         xs = [views[v] for v in self.view_names]
         ms = [masks.get(v) for v in self.view_names]
         h = [enc(x) for enc, x in zip(self.encoders, xs)]
-        h_aug = [enc(self.augment(x, generator)) for enc, x in zip(self.encoders, xs)]
+        h_aug = [enc(self.augment(x, generator, k)) for k, (enc, x) in enumerate(zip(self.encoders, xs))]
         parts: dict[str, Tensor] = {}
         total = h[0].new_zeros(())
 

@@ -25,6 +25,7 @@ from cookie.preprocessing import (
     FeatureStats,
     ViewStats,
     auto_kind,
+    count_space,
     feature_column,
     finalize_mean,
     finalize_std,
@@ -54,6 +55,7 @@ class ViewTable:
     features: list[str]
     etl_kind: str
     etl_transform: str
+    flow_values: str = "log1p"
 
 
 def features_hint(cfg: Config) -> str:
@@ -103,6 +105,7 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
                 list(names_),
                 props.get("cookie.view_kind", view.kind),
                 view.transform,
+                view.flow_values,
             )
         )
     return out
@@ -209,6 +212,7 @@ def compute_stats(spark: SparkSession, cfg: Config, tables_: Sequence[ViewTable]
                 table=vt.path,
                 table_version=vt.version,
                 etl_kind=vt.etl_kind,
+                count_space=count_space(kind, vt.etl_kind, list(vt.features), vt.etl_transform, vt.flow_values),
             )
         )
     return FeatureStats(views=out, n_regions=int(n_regions or 0), nan_policy=cfg.train.nan_policy)

@@ -400,6 +400,7 @@ class _RankRun:
         log.info("world %d, shard sizes %s, views %s, method %s", self.world, sizes, stats.view_dims, config.method)
 
         model = build_model(config, stats.view_dims).to(self.device)
+        model.module.set_count_space({v.name: (v.mean, v.std, v.count_spaces()) for v in stats.views})
         views = {k: torch.from_numpy(x).to(self.device) for k, x in shard.views.items()}
         masks = {k: torch.from_numpy(m).to(self.device) for k, m in shard.masks.items()}
         self.v, self.m = model.prepare(views, masks)
