@@ -57,6 +57,11 @@ def test_statistics_come_from_one_spark_aggregate_and_match_numpy(spark, full_ru
     stats = compute_stats(spark, cfg)
     assert stats.view_names == VIEWS and stats.n_regions == 180
     assert {v.name: v.kind for v in stats.views} == {"mobility": "zscore", "poi": "counts", "landuse": "counts"}
+    # where the counts are, for the 'thin' augmentation: the OD cells (and their context means) are log1p trips,
+    # outflow / inflow / self-flow trips themselves; POI and land-use counts are log1p'd by the preprocessing
+    mobility = dict(zip(stats.view("mobility").features, stats.view("mobility").count_spaces()))
+    assert mobility["outflow"] == "linear" and mobility["out_00000"] == "log" and mobility["ctx_adj__in_00179"] == "log"
+    assert set(stats.view("poi").count_spaces()) == {"log"}
     for vs in stats.views:
         df = DeltaTable(vs.table).to_pandas()
         x = df[vs.features].to_numpy(float)[df["_present"].to_numpy()]
