@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from cookie.constants import CONTEXT_PREFIX, PRESENT_SUFFIX
 from cookie.constants import FEATURE_SEP as SEP
-from cookie.constants import PRESENT_SUFFIX
 
 STD_EPS = 1e-8
 
@@ -161,9 +161,10 @@ def count_space(
         return ["log"] * len(features)
     if etl_kind != "flows":
         return ["none"] * len(features)
+    context = tuple(prefix + SEP for prefix in CONTEXT_PREFIX.values())
     out = []
     for name in features:
-        base = name.split(SEP, 1)[1] if name.startswith("ctx_") and SEP in name else name
+        base = name.split(SEP, 1)[1] if name.startswith(context) else name
         if base in FLOW_COUNT_FEATURES:
             out.append("linear")
         elif base.startswith(("out_svd_", "in_svd_")) or not base.startswith(("out_", "in_")):

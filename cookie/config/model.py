@@ -45,8 +45,8 @@ class ModelConfig(BaseModel):
     augmentations: list[Augmentation] = Field(
         default_factory=_default_augmentations,
         description="augmentations of the contrastive views, of noise, mask, mixup, identity, thin (Poisson "
-        "thinning of views that are log1p counts: points, lines, polygons, flows stored as log1p, vectors the ETL log1p'd or "
-        "preprocessed as counts; other views pass unchanged)",
+        "thinning of the count features: points, lines and polygons views, a flows view's OD cells and trip totals, "
+        "vectors preprocessed as counts or log1p'd by the ETL; features that are no counts pass unchanged)",
     )
     augment_mode: Literal["compose", "choose"] = Field(
         default="compose",

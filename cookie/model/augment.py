@@ -1,8 +1,9 @@
 """Augmentations of view vectors for the intra-view (unique) objectives.
 
 FactorCL's static-feature case: Gaussian noise, random feature masking, mixup with a shuffled
-batch, identity; and, for count data, Poisson thinning in the counts' own space. All randomness comes from a ``torch.Generator`` passed in, so that training is
-reproducible and a distributed trainer can give every rank its own stream.
+batch, identity; and, for count data, Poisson thinning in the counts' own space. All randomness
+comes from a ``torch.Generator`` passed in, so that training is reproducible and a distributed
+trainer can give every rank its own stream.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
+
+from cookie.preprocessing import COUNT_SPACES
 
 
 def _rand(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
@@ -90,7 +93,7 @@ class Augmenter:
     def set_count_space(self, space: Mapping[int, tuple[Sequence[float], Sequence[float], Sequence[str]]]) -> None:
         """Where each view's counts are (:data:`cookie.preprocessing.COUNT_SPACES` per feature, with the z-score's
         mean and std): what 'thin' needs to go back to counts."""
-        codes = {"none": 0, "log": 1, "linear": 2}
+        codes = {c: i for i, c in enumerate(COUNT_SPACES)}  # none 0, log 1, linear 2: poisson_thin's codes
         self.count_space = {
             k: (
                 torch.tensor(m, dtype=torch.float64),
