@@ -288,8 +288,13 @@ def _flows_view_for(cfg: Config, view: ViewConfig) -> ViewConfig:
     return found[0]
 
 
-#: View kinds that match their features to the regions' pieces (:func:`subdivided`), and the pieces' size
-PIECE_VERTICES = {"points": POINT_PIECE_VERTICES, "lines": SUBDIVIDE_VERTICES, "polygons": SUBDIVIDE_VERTICES}
+#: View kinds that match their features to the regions' pieces (:func:`subdivided`): their builder and the
+#: pieces' size
+PIECE_VIEWS: dict[str, tuple[Callable[..., ViewResult], int]] = {
+    "points": (poi_counts, POINT_PIECE_VERTICES),
+    "lines": (road_lengths, SUBDIVIDE_VERTICES),
+    "polygons": (polygon_cover, SUBDIVIDE_VERTICES),
+}
 
 
 def build_view(
@@ -297,12 +302,10 @@ def build_view(
 ) -> ViewResult:
     src = cfg.sources[view.source]
     bc = n_regions <= cfg.spark.broadcast_regions
-    if view.kind in PIECE_VERTICES:
-        build: Callable[..., ViewResult] = (
-            poi_counts if view.kind == "points" else road_lengths if view.kind == "lines" else polygon_cover
-        )
+    if view.kind in PIECE_VIEWS:
+        build, vertices = PIECE_VIEWS[view.kind]
         items = inputs.features(view)  # read and checked before waiting for the pieces
-        pieces = inputs.pieces(regions, PIECE_VERTICES[view.kind])
+        pieces = inputs.pieces(regions, vertices)
         return build(
             regions, items, view.categories, view.max_categories, view.other_category, broadcast=bc, pieces=pieces
         )
@@ -575,7 +578,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
     for df in regions_res.release:
         df.unpersist()
     if C.GEOMETRY in regions.columns:
-        inputs.cut_regions(regions, {PIECE_VERTICES[view.kind] for _, view in todo if view.kind in PIECE_VERTICES})
+        inputs.cut_regions(regions, {PIECE_VIEWS[view.kind][1] for _, view in todo if view.kind in PIECE_VIEWS})
     if isinstance(cfg.regions, FileRegions):
         check_extent(regions, cfg.resolve(cfg.regions.path))
     n_regions = regions.count()
