@@ -95,6 +95,14 @@ class ModelConfig(BaseModel):
     min_delta: float = Field(default=0.01, ge=0.0, description="relative held-out loss decrease that counts as one")
     val_every: int = Field(default=5, ge=1, description="epochs between held-out loss checks")
     seed: int = Field(default=0, description="seeds the weights, augmentations, batch order and held-out regions")
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        description="(ours) members of a seed ensemble trained side by side (learned methods; the baselines ignore "
+        "it): member k starts from its own weights, dropout and augmentations; after training each block of every "
+        "member is rotated onto the members' mean by orthogonal Procrustes on the training regions (no labels) and "
+        "the embedding block is their average, L2-normalised. Costs k times the training and embedding compute",
+    )
     single_view: str | None = Field(default=None, description="the view kept by method='single_view'")
 
     @model_validator(mode="after")

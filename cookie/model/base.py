@@ -109,6 +109,10 @@ class RegionModule(nn.Module):
         such sums are the same whether the rows sit in one process or many.
         """
 
+    def postfit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
+        """Fit what depends on the trained weights (a seed ensemble's rotations) once every stage is done;
+        ``reduce`` as in :meth:`prefit`. Most modules do nothing."""
+
     # ---- embedding --------------------------------------------------------------------
     def block_specs(self) -> list[tuple[str, int]]:
         """(block name, width) in embedding order."""
@@ -344,6 +348,7 @@ class RegionModel:
                     stopper.restore(self.module)
                     if history and stopper.best_epoch >= 0:
                         history[-1]["best_epoch"] = stopper.best_epoch
+            self.module.postfit(tv, tm)
         self.module.eval()
         self.fitted = True
         return history

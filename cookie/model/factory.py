@@ -9,17 +9,21 @@ from typing import Any
 
 import torch
 
-from cookie.config.model import ModelConfig
+from cookie.config.model import LEARNED_METHODS, ModelConfig
 from cookie.exceptions import ConfigError, InputError
 from cookie.model.base import FORMAT, FORMAT_VERSION, RegionModel, RegionModule
 from cookie.model.baselines import RawModule, RawPCAModule, SingleViewModule
 from cookie.model.cookie import CooKIEModule
+from cookie.model.ensemble import EnsembleModule
 from cookie.model.gfactorcl import GFactorCLModule
 
 
 def build_module(config: ModelConfig, view_dims: Mapping[str, int]) -> RegionModule:
-    """The trainable module of ``config.method`` for views ``view_dims`` (in the given order)."""
+    """The trainable module of ``config.method`` for views ``view_dims`` (in the given order); a seed ensemble of
+    them with ``config.ensemble`` > 1 (learned methods)."""
     method = config.method
+    if config.ensemble > 1 and method in LEARNED_METHODS:
+        return EnsembleModule(view_dims, config, lambda member: build_module(member, view_dims))
     if method in ("cookie", "intra_only", "pair_only"):
         return CooKIEModule(view_dims, config, variant=method)
     if method == "gfactorcl":

@@ -369,6 +369,8 @@ class _RankRun:
         self.t_setup = time.perf_counter() - self.t_start
         t = time.perf_counter()
         self.train_stages(pos)
+        if not self.stopped:
+            self.model.module.postfit(self.v, self.m, reduce=sum_over_ranks(self.world))
         self.train_s = time.perf_counter() - t
         self.metrics.flush()
         self.model.module.eval()
