@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
@@ -297,3 +298,30 @@ def test_single_view_trains_with_two_processes_on_its_view_only(spark, full_run)
     assert len(ids) == 180 and emb.shape[1] == len(r.stats.view("poi").features)
     with pytest.raises(ConfigError, match="model.single_view: 'nope' is not one of the views"):
         train_and_publish(spark, _method_config(cfg, "single_view", "model.single_view=nope"))
+
+
+def test_a_seed_ensemble_trains_on_two_ranks_and_serves_its_aligned_average(spark, manhattan_tables, tmp_path):
+    """``model.ensemble: 2`` through the job: both members train under DDP, the rotations are fitted from sums over
+    the two ranks, and the embeddings table (written through the registered model) is the model's aligned average."""
+    from cookie.model.ensemble import EnsembleModule
+
+    cfg = make_config(tmp_path, "manhattan180", manhattan_tables, model={"ensemble": 2})
+    r = train_and_publish(spark, cfg)
+    assert (r.status, r.model_name, r.model_version) == ("FINISHED", "cookie_manhattan180", 1)
+    module = r.model.module
+    assert isinstance(module, EnsembleModule) and len(module.members) == 2
+    assert r.model.block_names == BLOCKS and r.efficiency["objectives"] == 12
+    for b in range(len(BLOCKS)):
+        rot = module.rotation(b)
+        eye = torch.eye(16).expand_as(rot)
+        assert torch.allclose(rot @ rot.transpose(1, 2), eye, atol=1e-4) and not torch.allclose(rot, eye, atol=1e-3)
+    ids, emb = _vectors(spark, cfg)
+    views, masks = {}, {}
+    for vs in r.stats.views:
+        x, present = _raw_view(vs, ids)
+        views[vs.name], masks[vs.name] = transform_view(x, present, vs), present
+    np.testing.assert_allclose(emb, r.model.embed(views, masks).numpy(), atol=1e-5)
+    members = [module.member(k) for k in range(2)]
+    v, m = r.model.prepare(views, masks)
+    first = torch.cat(members[0].embed_blocks(v, m), dim=1).detach().numpy()
+    assert not np.allclose(emb, first, atol=1e-2)  # the average, not member 0

@@ -204,31 +204,64 @@ def test_prefit_from_sums_matches_one_process():
             for s, h in zip(shards, halves)
         ]
 
-        import threading  # the two shards' prefit run in lock-step, like ranks, summing every reduced tensor
-
-        barrier, box, lock = threading.Barrier(2), {}, threading.Lock()
-
-        def reduce_for(i):
-            def reduce(t):
-                with lock:
-                    box[i] = t.clone()
-                barrier.wait()
-                total = box[0] + box[1]
-                barrier.wait()
-                return total
-
-            return reduce
-
-        threads = [
-            threading.Thread(target=s.module.prefit, args=(pv, pm), kwargs={"reduce": reduce_for(i)})
-            for i, (s, (pv, pm)) in enumerate(zip(shards, parts))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_as_ranks([(s.module.prefit, pv, pm) for s, (pv, pm) in zip(shards, parts)])
         for s in shards:
             np.testing.assert_allclose(s.embed(views, masks).numpy(), one.embed(views, masks).numpy(), atol=1e-4)
+
+
+def run_as_ranks(calls):
+    """Run ``fn(views, masks, reduce=...)`` for each shard in its own thread, in lock-step like ranks: every
+    reduced tensor is the sum of what each shard passes."""
+    import threading
+
+    n = len(calls)
+    barrier, box, lock = threading.Barrier(n), {}, threading.Lock()
+
+    def reduce_for(i):
+        def reduce(t):
+            with lock:
+                box[i] = t.clone()
+            barrier.wait()
+            total = sum(box[j] for j in range(n))
+            barrier.wait()
+            return total
+
+        return reduce
+
+    threads = [
+        threading.Thread(target=fn, args=(v, m), kwargs={"reduce": reduce_for(i)}) for i, (fn, v, m) in enumerate(calls)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_ensemble_rotations_from_sums_match_one_process():
+    """A seed ensemble's rotations fitted from per-shard sums (what the ranks all-reduce) equal one process's."""
+    from cookie.config.model import ModelConfig
+    from cookie.model import build_model
+
+    g = torch.Generator().manual_seed(0)
+    views = {"a": torch.randn(60, 5, generator=g), "b": torch.randn(60, 4, generator=g)}
+    masks = {"a": torch.rand(60, generator=g) > 0.2, "b": None}
+    cfg = ModelConfig(ensemble=3, embed_dim=4, hidden_dim=8)
+    one = build_model(cfg, {"a": 5, "b": 4})
+    v, m = one.prepare(views, masks)
+    one.module.postfit(v, m)
+    halves = [slice(0, 23), slice(23, 60)]
+    shards = [build_model(cfg, {"a": 5, "b": 4}) for _ in halves]
+    calls = []
+    for s, h in zip(shards, halves):
+        sv, sm = s.prepare(
+            {k: x[h] for k, x in views.items()}, {k: (None if x is None else x[h]) for k, x in masks.items()}
+        )
+        calls.append((s.module.postfit, sv, sm))
+    run_as_ranks(calls)
+    for s in shards:
+        for name, buf in one.module.named_buffers():
+            assert not torch.allclose(buf, torch.eye(buf.shape[-1]).expand_as(buf), atol=1e-3), name
+            torch.testing.assert_close(dict(s.module.named_buffers())[name], buf, atol=1e-4, rtol=1e-4)
 
 
 def test_worker_logging_goes_to_stderr_once(capsys):
