@@ -57,14 +57,16 @@ class EnsembleModule(RegionModule):
                 torch.manual_seed(member_seed(config.seed, k))
                 members.append(build(member_config))
         self.members = nn.ModuleList(members)
-        self._specs = members[0].block_specs()
-        for b, (_, width) in enumerate(self._specs):
+        for b, (_, width) in enumerate(self.block_specs()):
             self.register_buffer(f"rotation_{b}", torch.eye(width).repeat(config.ensemble, 1, 1))
 
     def member(self, k: int) -> RegionModule:
         out = self.members[k]
         assert isinstance(out, RegionModule)
         return out
+
+    def each_member(self) -> list[RegionModule]:
+        return [self.member(k) for k in range(len(self.members))]
 
     def rotation(self, b: int) -> Tensor:
         out = getattr(self, f"rotation_{b}")
@@ -80,12 +82,12 @@ class EnsembleModule(RegionModule):
         return len(self.members) * self.member(0).n_objectives
 
     def set_count_space(self, space: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]]) -> None:
-        for k in range(len(self.members)):
-            self.member(k).set_count_space(space)
+        for member in self.each_member():
+            member.set_count_space(space)
 
     def prefit(self, views: Views, masks: Masks, reduce: Reduce | None = None) -> None:
-        for k in range(len(self.members)):
-            self.member(k).prefit(views, masks, reduce)
+        for member in self.each_member():
+            member.prefit(views, masks, reduce)
 
     def forward(
         self, views: Views, masks: Masks, stage: str, generator: torch.Generator
@@ -105,10 +107,9 @@ class EnsembleModule(RegionModule):
         red = reduce or (lambda t: t)
         was_training = self.training
         self.eval()
-        per_member = [self.member(k).embed_blocks(views, masks) for k in range(len(self.members))]
-        for b in range(len(self._specs)):
+        per_member = [member.embed_blocks(views, masks) for member in self.each_member()]
+        for b in range(len(per_member[0])):
             xs = [blocks[b].double() for blocks in per_member]
-            rotations = [torch.eye(x.shape[1], dtype=x.dtype, device=x.device) for x in xs]
             target = xs[0]
             for _ in range(ALIGN_ROUNDS):
                 rotations = [procrustes(red(x.T @ target)) for x in xs]
@@ -118,13 +119,13 @@ class EnsembleModule(RegionModule):
 
     # ---- embedding ------------------------------------------------------------------------
     def block_specs(self) -> list[tuple[str, int]]:
-        return list(self._specs)
+        return self.member(0).block_specs()
 
     def embed_blocks(self, views: Views, masks: Masks) -> list[Tensor]:
         """Each block: the members' blocks, rotated into one basis, averaged and L2-normalised (zeros stay zeros)."""
-        per_member = [self.member(k).embed_blocks(views, masks) for k in range(len(self.members))]
+        per_member = [member.embed_blocks(views, masks) for member in self.each_member()]
         out = []
-        for b in range(len(self._specs)):
+        for b in range(len(per_member[0])):
             rot = self.rotation(b)
             mean = torch.stack([blocks[b] @ rot[k] for k, blocks in enumerate(per_member)]).mean(0)
             out.append(F.normalize(mean, dim=-1))
