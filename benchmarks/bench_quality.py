@@ -3,6 +3,7 @@
     python benchmarks/bench_quality.py                                  # make bench-quality
     python benchmarks/bench_quality.py --configs conf/manhattan180.yaml --methods cookie gfactorcl --seeds 0 1 2
     python benchmarks/bench_quality.py --set model.tau=0.2              # any setting, for every run
+    python benchmarks/bench_quality.py --resume                         # go on after a stop; the table of all rows
 
 For each config (default: ``conf/manhattan180.yaml`` and ``conf/nyc_tracts.yaml``, plus a tuned
 ``conf/<name>.selected.yaml`` written by ``python -m cookie select`` when it exists) it runs, in this process
@@ -85,7 +86,7 @@ def say(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
 
 
-def command(verb: str, config: str, sets: list[str], extra: list[str] = ()) -> list[str]:
+def command(verb: str, config: str, sets: list[str], extra: tuple[str, ...] | list[str] = ()) -> list[str]:
     argv = [verb, "--config", config]
     for s in sets:
         argv += ["--set", s]
@@ -121,6 +122,44 @@ class Row:
     commands: list[str] = field(default_factory=list)
 
 
+def finished_rows(jsonl: Path, config: str, sets: list[str]) -> dict[tuple[str, int | None], Row]:
+    """Rows of ``config`` already in ``jsonl`` (a run of this benchmark with the same ``--set``s), by
+    (method, seed): ``--resume`` reuses them, so a long run that was stopped goes on where it stopped.
+
+    A row is the last model version trained for its (method, seed); lines are trusted as written, so after a
+    change of code or config run without ``--resume`` (or with a new ``--out``)."""
+    found: dict[tuple[str, int | None], Row] = {}
+    if not jsonl.is_file():
+        return found
+    for n, line in enumerate(jsonl.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{jsonl}:{n}: not a JSON line ({e}); fix or move the file to resume") from e
+        if rec.get("config") != config or rec.get("sets", []) != sets:
+            continue
+        key = (rec["method"], rec["seed"])
+        row = found.get(key)
+        if row is None or row.training_run_id != rec["training_run_id"]:
+            row = found[key] = Row(
+                config=config,
+                name=rec["dataset"],
+                method=rec["method"],
+                seed=rec["seed"],
+                model_name=rec["model_name"],
+                model_version=int(rec["model_version"]),
+                training_run_id=rec["training_run_id"],
+                eval_run_id=rec.get("eval_run_id"),
+                metrics={},
+                seconds=dict(rec.get("seconds", {})),
+                commands=list(rec.get("commands", [])),
+            )
+        row.metrics[f"{rec['task']}.{rec['protocol']}.{rec['metric']}"] = float(rec["value"])
+    return found
+
+
 def features_missing(cfg: Any) -> bool:
     wh = Path(cfg.warehouse_path())
     tables = ["regions"] + [f"view_{v.name}" for v in cfg.views] + [f"label_{v.name}" for v in cfg.labels]
@@ -133,82 +172,89 @@ def bench_config(
     from cookie.config import load_config
 
     cfg = load_config(REPO / config, base_dir=str(REPO), overrides=sets)
-    if args.features or features_missing(cfg):
+    done = finished_rows(out / "quality.jsonl", config, sets) if args.resume else {}
+    runs = [(m, s) for m in methods for s in ([seeds[0]] if m in SEEDLESS else seeds)]
+    todo = [(m, s) for m, s in runs if (m, None if m in SEEDLESS else s) not in done]
+    if todo and (args.features or features_missing(cfg)):
         run(command("features", config, sets))
     rows: list[Row] = []
-    for method in methods:
-        for seed in [seeds[0]] if method in SEEDLESS else seeds:
-            run_sets = [*sets, f"model.method={method}", f"model.seed={seed}", "train.alias=bench"]
-            tag = f"{cfg.name}-{method}-{seed}"
-            t = time.perf_counter()
-            train_argv = command("train", config, run_sets, ["--result", str(out / "runs" / f"{tag}.train.json")])
-            run(train_argv)
-            train_s = time.perf_counter() - t
-            trained = json.loads((out / "runs" / f"{tag}.train.json").read_text())
-            t = time.perf_counter()
-            eval_argv = command(
-                "evaluate",
-                config,
-                run_sets,
-                [
-                    "--version",
-                    str(trained["model_version"]),
-                    "--no-maps",
-                    "--result",
-                    str(out / "runs" / f"{tag}.evaluate.json"),
-                ],
-            )
-            run(eval_argv)
-            evaluated = json.loads((out / "runs" / f"{tag}.evaluate.json").read_text())
-            row = Row(
-                config=config,
-                name=cfg.name,
-                method=method,
-                seed=None if method in SEEDLESS else seed,
-                model_name=trained["model_name"],
-                model_version=int(trained["model_version"]),
-                training_run_id=trained["run_id"],
-                eval_run_id=evaluated.get("eval_run_id"),
-                metrics={k: float(v) for k, v in evaluated["metrics"].items()},
-                seconds={
-                    "train": train_s,
-                    "evaluate": time.perf_counter() - t,
-                    "seconds_per_epoch": float(trained.get("efficiency", {}).get("seconds_per_epoch", 0.0)),
-                },
-                commands=[shell(train_argv), shell(eval_argv)],
-            )
-            rows.append(row)
-            with (out / "quality.jsonl").open("a") as fh:
-                for key, value in sorted(row.metrics.items()):
-                    task, protocol, metric = key.split(".", 2)
-                    fh.write(
-                        json.dumps(
-                            {
-                                "dataset": cfg.name,
-                                "config": config,
-                                "method": method,
-                                "seed": row.seed,
-                                "task": task,
-                                "protocol": protocol,
-                                "metric": metric,
-                                "value": value,
-                                "model_name": row.model_name,
-                                "model_version": row.model_version,
-                                "training_run_id": row.training_run_id,
-                                "eval_run_id": row.eval_run_id,
-                                "commands": row.commands,
-                                "sets": sets,
-                                "seconds": row.seconds,
-                                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                            }
-                        )
-                        + "\n"
+    for method, seed in runs:
+        if (method, seed) not in todo:
+            previous = done[(method, None if method in SEEDLESS else seed)]
+            say(f"{cfg.name} {method} seed {seed}: v{previous.model_version} already in {out / 'quality.jsonl'}")
+            rows.append(previous)
+            continue
+        run_sets = [*sets, f"model.method={method}", f"model.seed={seed}", "train.alias=bench"]
+        tag = f"{cfg.name}-{method}-{seed}"
+        t = time.perf_counter()
+        train_argv = command("train", config, run_sets, ["--result", str(out / "runs" / f"{tag}.train.json")])
+        run(train_argv)
+        train_s = time.perf_counter() - t
+        trained = json.loads((out / "runs" / f"{tag}.train.json").read_text())
+        t = time.perf_counter()
+        eval_argv = command(
+            "evaluate",
+            config,
+            run_sets,
+            [
+                "--version",
+                str(trained["model_version"]),
+                "--no-maps",
+                "--result",
+                str(out / "runs" / f"{tag}.evaluate.json"),
+            ],
+        )
+        run(eval_argv)
+        evaluated = json.loads((out / "runs" / f"{tag}.evaluate.json").read_text())
+        row = Row(
+            config=config,
+            name=cfg.name,
+            method=method,
+            seed=None if method in SEEDLESS else seed,
+            model_name=trained["model_name"],
+            model_version=int(trained["model_version"]),
+            training_run_id=trained["run_id"],
+            eval_run_id=evaluated.get("eval_run_id"),
+            metrics={k: float(v) for k, v in evaluated["metrics"].items()},
+            seconds={
+                "train": train_s,
+                "evaluate": time.perf_counter() - t,
+                "seconds_per_epoch": float(trained.get("efficiency", {}).get("seconds_per_epoch", 0.0)),
+            },
+            commands=[shell(train_argv), shell(eval_argv)],
+        )
+        rows.append(row)
+        with (out / "quality.jsonl").open("a") as fh:
+            for key, value in sorted(row.metrics.items()):
+                task, protocol, metric = key.split(".", 2)
+                fh.write(
+                    json.dumps(
+                        {
+                            "dataset": cfg.name,
+                            "config": config,
+                            "method": method,
+                            "seed": row.seed,
+                            "task": task,
+                            "protocol": protocol,
+                            "metric": metric,
+                            "value": value,
+                            "model_name": row.model_name,
+                            "model_version": row.model_version,
+                            "training_run_id": row.training_run_id,
+                            "eval_run_id": row.eval_run_id,
+                            "commands": row.commands,
+                            "sets": sets,
+                            "seconds": row.seconds,
+                            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                        }
                     )
-            headline = {k: v for k, v in row.metrics.items() if _is_headline(k)}
-            say(
-                f"{cfg.name} {method} seed {seed}: v{row.model_version} "
-                + ", ".join(f"{k} {v:.3f}" for k, v in sorted(headline.items()))
-            )
+                    + "\n"
+                )
+        headline = {k: v for k, v in row.metrics.items() if _is_headline(k)}
+        say(
+            f"{cfg.name} {method} seed {seed}: v{row.model_version} "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(headline.items()))
+        )
     return rows
 
 
@@ -292,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--set", action="append", default=[], help="a config override for every run (key=value)")
     p.add_argument("--features", action="store_true", help="rebuild the feature tables first")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the rows of <out>/quality.jsonl with the same config, method, seed and --set (a stopped run "
+        "goes on; with every row there, only the table is rebuilt)",
+    )
     p.add_argument("--out", default=str(REPO / "bench-results"))
     args = p.parse_args(argv)
 

@@ -1,0 +1,71 @@
+"""``bench_quality.py --resume``: the rows of a stopped run are read back from its quality.jsonl, so the run goes
+on where it stopped and the final table covers every row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bench_quality as bq
+import pytest
+
+
+def _lines(
+    config: str, method: str, seed: int | None, run_id: str, values: dict[str, float], sets: list[str]
+) -> list[str]:
+    out = []
+    for key, value in values.items():
+        task, protocol, metric = key.split(".")
+        out.append(
+            json.dumps(
+                {
+                    "dataset": Path(config).stem,
+                    "config": config,
+                    "method": method,
+                    "seed": seed,
+                    "task": task,
+                    "protocol": protocol,
+                    "metric": metric,
+                    "value": value,
+                    "model_name": f"cookie_{Path(config).stem}_{method}",
+                    "model_version": 1,
+                    "training_run_id": run_id,
+                    "eval_run_id": "e" + run_id,
+                    "commands": ["python -m cookie train ..."],
+                    "sets": sets,
+                    "seconds": {"train": 3.0, "evaluate": 1.0, "seconds_per_epoch": 0.1},
+                }
+            )
+        )
+    return out
+
+
+def test_finished_rows_groups_lines_by_method_and_seed_and_keeps_the_last_run(tmp_path: Path) -> None:
+    jsonl = tmp_path / "quality.jsonl"
+    c = "conf/m.yaml"
+    lines = [
+        *_lines(c, "raw", None, "r0", {"crime.ridge_kfold.R2": 0.5}, []),
+        *_lines(c, "cookie", 0, "old", {"crime.ridge_kfold.R2": 0.1, "crime.ridge_kfold.MAE": 9.0}, []),
+        *_lines(c, "cookie", 0, "new", {"crime.ridge_kfold.R2": 0.7, "crime.ridge_kfold.MAE": 5.0}, []),
+        *_lines(c, "cookie", 1, "s1", {"crime.ridge_kfold.R2": 0.6}, []),
+        *_lines(c, "cookie", 2, "other-sets", {"crime.ridge_kfold.R2": 0.9}, ["model.tau=0.2"]),
+        *_lines("conf/other.yaml", "cookie", 3, "other-config", {"crime.ridge_kfold.R2": 0.9}, []),
+    ]
+    jsonl.write_text("\n".join(lines) + "\n\n")
+    rows = bq.finished_rows(jsonl, c, [])
+    assert set(rows) == {("raw", None), ("cookie", 0), ("cookie", 1)}
+    assert rows[("cookie", 0)].training_run_id == "new"
+    assert rows[("cookie", 0)].metrics == {"crime.ridge_kfold.R2": 0.7, "crime.ridge_kfold.MAE": 5.0}
+    assert rows[("raw", None)].seconds["train"] == 3.0
+    # a table can be built from read-back rows alone
+    text = bq.table(list(rows.values()))
+    assert "| cookie | 0.650 +- 0.071 |" in text
+    assert set(bq.finished_rows(jsonl, c, ["model.tau=0.2"])) == {("cookie", 2)}
+    assert bq.finished_rows(tmp_path / "missing.jsonl", c, []) == {}
+
+
+def test_a_broken_line_names_the_file_and_line(tmp_path: Path) -> None:
+    jsonl = tmp_path / "quality.jsonl"
+    jsonl.write_text(_lines("conf/m.yaml", "raw", None, "r0", {"crime.ridge_kfold.R2": 0.5}, [])[0] + "\n{not json\n")
+    with pytest.raises(SystemExit, match=r"quality\.jsonl:2: not a JSON line"):
+        bq.finished_rows(jsonl, "conf/m.yaml", [])
