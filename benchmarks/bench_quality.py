@@ -174,13 +174,13 @@ def bench_config(
     cfg = load_config(REPO / config, base_dir=str(REPO), overrides=sets)
     done = finished_rows(out / "quality.jsonl", config, sets) if args.resume else {}
     runs = [(m, s) for m in methods for s in ([seeds[0]] if m in SEEDLESS else seeds)]
-    todo = [(m, s) for m, s in runs if (m, None if m in SEEDLESS else s) not in done]
-    if todo and (args.features or features_missing(cfg)):
+    keys = {(m, s): (m, None if m in SEEDLESS else s) for m, s in runs}  # how finished_rows names a run
+    if any(k not in done for k in keys.values()) and (args.features or features_missing(cfg)):
         run(command("features", config, sets))
     rows: list[Row] = []
     for method, seed in runs:
-        if (method, seed) not in todo:
-            previous = done[(method, None if method in SEEDLESS else seed)]
+        previous = done.get(keys[(method, seed)])
+        if previous is not None:
             say(f"{cfg.name} {method} seed {seed}: v{previous.model_version} already in {out / 'quality.jsonl'}")
             rows.append(previous)
             continue
