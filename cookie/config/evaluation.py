@@ -194,7 +194,9 @@ class EvaluationConfig(_Strict):
     champion_alias: str = Field(default="champion", description="alias that promote moves to the better version")
     embeddings_table: str = Field(default="embeddings", description="Delta table written by the trainer")
     embedding_column: str = Field(
-        default="embedding", description="column evaluated (or one block column, e.g. unique_poi)"
+        default="embedding",
+        description="column evaluated: 'embedding' (every block), a part ('unique' or 'shared': every block of "
+        "that kind side by side) or one block column, e.g. unique_poi",
     )
     report_dir: str = Field(
         default="reports", description="local folder for reports: <report_dir>/<config>/<model>/v<version>"

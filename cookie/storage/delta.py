@@ -419,6 +419,10 @@ def load_regions(cfg: Any) -> pd.DataFrame:
     return df
 
 
+#: evaluation.embedding_column values that select every block of one kind (the block-name prefix)
+EMBEDDING_PARTS = ("unique", "shared")
+
+
 @dataclass
 class EmbeddingRows:
     """The embeddings of one model version: ``X[i]`` belongs to ``ids[i]``; blocks by name."""
@@ -431,12 +435,21 @@ class EmbeddingRows:
     run_id: str | None
 
     def column(self, name: str) -> np.ndarray:
+        """``embedding`` (every block), one block by name, or a part: ``unique`` / ``shared``, the blocks whose
+        names start with ``unique_`` / ``shared_`` side by side in stored order (CooKIE's and GFactorCL's
+        unique and shared parts, which the method specification keeps addressable)."""
         if name == "embedding":
             return self.X
         if name in self.blocks:
             return self.blocks[name]
+        if name in EMBEDDING_PARTS:
+            part = [b for n, b in self.blocks.items() if n.startswith(f"{name}_")]
+            if part:
+                return np.hstack(part)
         raise ConfigError(
-            f"evaluation.embedding_column: no column {name!r}; have 'embedding' and blocks {sorted(self.blocks)}"
+            f"evaluation.embedding_column: no column {name!r}; have 'embedding', the parts "
+            f"{[p for p in EMBEDDING_PARTS if any(n.startswith(f'{p}_') for n in self.blocks)]} "
+            f"and blocks {sorted(self.blocks)}"
         )
 
 

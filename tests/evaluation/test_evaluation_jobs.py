@@ -251,6 +251,12 @@ def test_report_and_maps_written(world):
         cfg2, version=1, mlflow_client=_client(world["uri"]), log=False, maps=False, report_dir=world["tmp"] / "rep2"
     )
     assert out2.metrics["crime.ridge_kfold.R2"] != pytest.approx(out.metrics["crime.ridge_kfold.R2"])
+    # or a part: every unique_* block side by side (here the one unique block)
+    cfg3 = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"embedding_column": "unique"})})
+    out3 = evaluate_version(
+        cfg3, version=1, mlflow_client=_client(world["uri"]), log=False, maps=False, report_dir=world["tmp"] / "rep3"
+    )
+    assert out3.metrics == pytest.approx(out2.metrics)
 
 
 def _promote(world, *extra: str) -> dict:

@@ -54,6 +54,7 @@ def cfg(tmp_path):
                     "created_at": pd.Timestamp(stamp, tz="UTC"),
                     "embedding": np.full(3, scale * int(r)),
                     "unique_a": np.full(2, scale),
+                    "shared_a__b": np.full(1, -scale),
                 }
             )
     write_deltalake(str(wh / "embeddings"), pd.DataFrame(rows))
@@ -106,6 +107,15 @@ def test_load_embeddings(cfg):
     assert D.load_embeddings(cfg, "m", run_id="r1").model_version == 1
     with pytest.raises(ConfigError, match="embedding_column"):
         e1.column("shared_x")
+    # the parts: every unique_* / shared_* block side by side
+    assert np.array_equal(e1.column("unique"), e1.column("unique_a"))
+    assert e1.column("shared").shape == (4, 1) and np.all(e1.column("shared") < 0)
+    no_shared = D.EmbeddingRows(
+        ["1"], np.ones((1, 2)), {"unique_a": np.ones((1, 1)), "unique_b": np.zeros((1, 1))}, "m", 1, None
+    )
+    assert no_shared.column("unique").tolist() == [[1.0, 0.0]]
+    with pytest.raises(ConfigError, match=r"no column 'shared'; have 'embedding', the parts \['unique'\]"):
+        no_shared.column("shared")
     with pytest.raises(MissingTable, match="no rows for model 'm' version 5; train and register"):
         D.load_embeddings(cfg, "m", model_version=5)
     with pytest.raises(ValueError):
