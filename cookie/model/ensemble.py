@@ -26,6 +26,8 @@ from cookie.model.base import Masks, Reduce, RegionModule, Stage, Views
 
 #: rounds of generalised Procrustes (align every member to the mean, recompute the mean)
 ALIGN_ROUNDS = 5
+#: singular values of a cross matrix below this fraction of the largest count as zero (ties in Procrustes)
+NULL_TOL = 1e-9
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -37,9 +39,20 @@ def member_seed(seed: int, k: int) -> int:
 
 
 def procrustes(cross: Tensor) -> Tensor:
-    """The orthogonal R that minimises ||A R - B|| given ``cross`` = A^T B (orthogonal Procrustes)."""
-    u, _, vt = torch.linalg.svd(cross)
-    out: Tensor = u @ vt
+    """The orthogonal R that minimises ||A R - B|| given ``cross`` = A^T B (orthogonal Procrustes).
+
+    A rank-deficient ``cross`` (an untrained or collapsed block: dead ReLU units leave a block of rank < d)
+    has many minimisers, and the SVD's arbitrary pick of the null directions changes with the order of the
+    sums, so one process and two ranks could align differently. Among the minimisers this returns the one
+    nearest the identity, which is unique and does not depend on how the null space is spanned.
+    """
+    u, s, vt = torch.linalg.svd(cross)
+    k = int((s > NULL_TOL * s[0]).sum()) if float(s[0]) > 0 else 0
+    out: Tensor = u[:, :k] @ vt[:k]
+    if k < cross.shape[0]:
+        un, vn = u[:, k:], vt[k:].T
+        a, _, bt = torch.linalg.svd(un.T @ vn)
+        out = out + un @ (a @ bt) @ vn.T
     return out
 
 

@@ -23,6 +23,27 @@ def test_procrustes_recovers_a_rotation() -> None:
     assert torch.allclose(r, q, atol=1e-10)
 
 
+def test_procrustes_breaks_ties_of_a_rank_deficient_block_the_same_way_every_time() -> None:
+    """A block of rank < d (dead ReLU units) leaves the rotation free on the null directions: the pick is the
+    optimal rotation nearest the identity, whatever rounding the sums carry (one process or a sum of ranks)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 6, generator=g, dtype=torch.float64) @ torch.diag(
+        torch.tensor([1.0, 1, 1, 1, 0, 0], dtype=torch.float64)
+    )
+    b = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    cross = a.T @ b
+    r = procrustes(cross)
+    assert torch.allclose(r.T @ r, torch.eye(6, dtype=torch.float64), atol=1e-10)
+    assert torch.isclose(torch.trace(r.T @ cross), torch.linalg.svdvals(cross).sum())  # still a minimiser
+    shards = a[:23].T @ b[:23] + a[23:].T @ b[23:]
+    noisy = cross + 1e-12 * torch.randn(6, 6, generator=g, dtype=torch.float64)
+    for other in (shards, noisy):
+        assert torch.allclose(procrustes(other), r, atol=1e-8)
+    assert torch.equal(procrustes(torch.zeros(3, 3, dtype=torch.float64)), torch.eye(3, dtype=torch.float64))
+    half = torch.diag(torch.tensor([2.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    assert torch.allclose(procrustes(half), torch.eye(4, dtype=torch.float64))
+
+
 def test_member_seeds_differ_within_and_across_ensembles() -> None:
     seeds = {member_seed(s, k) for s in range(5) for k in range(5)}
     assert len(seeds) == 25
