@@ -442,15 +442,15 @@ class EmbeddingRows:
             return self.X
         if name in self.blocks:
             return self.blocks[name]
-        if name in EMBEDDING_PARTS:
-            part = [b for n, b in self.blocks.items() if n.startswith(f"{name}_")]
-            if part:
-                return np.hstack(part)
+        if name in EMBEDDING_PARTS and (part := self._part(name)):
+            return np.hstack(part)
         raise ConfigError(
             f"evaluation.embedding_column: no column {name!r}; have 'embedding', the parts "
-            f"{[p for p in EMBEDDING_PARTS if any(n.startswith(f'{p}_') for n in self.blocks)]} "
-            f"and blocks {sorted(self.blocks)}"
+            f"{[p for p in EMBEDDING_PARTS if self._part(p)]} and blocks {sorted(self.blocks)}"
         )
+
+    def _part(self, prefix: str) -> list[np.ndarray]:
+        return [b for n, b in self.blocks.items() if n.startswith(f"{prefix}_")]
 
 
 def _stack(col: pd.Series) -> np.ndarray:
