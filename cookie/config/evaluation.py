@@ -198,6 +198,13 @@ class EvaluationConfig(_Strict):
         description="column evaluated: 'embedding' (every block), a part ('unique' or 'shared': every block of "
         "that kind side by side) or one block column, e.g. unique_poi",
     )
+    choose_parts: list[str] = Field(
+        default_factory=list,
+        description="candidate parts of the embedding ('embedding', 'shared', 'unique' or block names); with two "
+        "or more, every supervised task chooses one per outer split inside its training rows (inner split of "
+        "those rows), the same for every method; parts a table lacks are left out. Clustering uses the whole "
+        "embedding. Needs embedding_column 'embedding'",
+    )
     report_dir: str = Field(
         default="reports", description="local folder for reports: <report_dir>/<config>/<model>/v<version>"
     )
@@ -233,6 +240,13 @@ class EvaluationConfig(_Strict):
                 raise ValueError(f"primary_metric {self.primary_metric!r} names no task; tasks: {keys}")
         if self.primary_metric is not None and self.primary_direction == "auto":
             metric_direction(self.primary_metric)  # raises when unknown
+        if self.choose_parts and self.embedding_column != "embedding":
+            raise ValueError(
+                f"choose_parts {self.choose_parts} chooses among the columns of the whole embedding; "
+                f"embedding_column must be 'embedding', not {self.embedding_column!r}"
+            )
+        if len(set(self.choose_parts)) != len(self.choose_parts):
+            raise ValueError(f"choose_parts {self.choose_parts} names a part twice")
         return self
 
     def direction(self) -> Literal["max", "min"]:

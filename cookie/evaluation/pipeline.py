@@ -25,7 +25,7 @@ import numpy as np
 from cookie.config.evaluation import EvaluationConfig, TaskConfig
 from cookie.evaluation.runner import NO_GEOMETRY, EvaluationResult, centroids_of, run_tasks, write_report
 from cookie.exceptions import ConfigError, MissingTable
-from cookie.storage.delta import LabelRows, load_embeddings, load_regions, load_task_label
+from cookie.storage.delta import EmbeddingRows, LabelRows, load_embeddings, load_regions, load_task_label
 from cookie.storage.tracking import (
     VersionRef,
     artifact_location,
@@ -36,7 +36,7 @@ from cookie.storage.tracking import (
     resolve_version,
 )
 
-__all__ = ["EvaluationOutput", "evaluate_ref", "evaluate_version", "evaluation_config"]
+__all__ = ["EvaluationOutput", "candidate_parts", "evaluate_ref", "evaluate_version", "evaluation_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,26 @@ def evaluation_config(cfg: Any) -> EvaluationConfig:
     if isinstance(ev, EvaluationConfig):
         return ev
     return EvaluationConfig.model_validate(ev or {})
+
+
+def candidate_parts(emb: EmbeddingRows, names: list[str]) -> dict[str, np.ndarray] | None:
+    """``{part: column indices}`` of the ``evaluation.choose_parts`` that the table has, in the configured
+    order, a part with the same columns as an earlier one left out; ``None`` (no choice) when fewer than two
+    remain -- a raw baseline has only ``embedding``, and pair_only's ``shared`` is its ``embedding``."""
+    found: dict[str, np.ndarray] = {}
+    for n in names:
+        cols = emb.columns_of(n)
+        if cols is not None and not any(np.array_equal(cols, c) for c in found.values()):
+            found[n] = cols
+    left_out = [n for n in names if n not in found]
+    if left_out:
+        logger.info(
+            "choose_parts: %s has no %s (or it repeats another part); choosing among %s",
+            emb.model_name,
+            left_out,
+            list(found),
+        )
+    return found if len(found) >= 2 else None
 
 
 @dataclass
@@ -82,6 +102,7 @@ def evaluate_ref(
         table=ev.embeddings_table,
     )
     X = emb.column(ev.embedding_column)
+    parts = candidate_parts(emb, ev.choose_parts)
     valid = np.any(X != 0, axis=1) & np.all(np.isfinite(X), axis=1)
     logger.info(
         "%s: %d regions x %d dims (%s); %d all-zero / non-finite rows left out",
@@ -117,7 +138,7 @@ def evaluate_ref(
             cache[key] = load_task_label(cfg, task)
         return cache[key]
 
-    result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid)
+    result = run_tasks(tasks, emb.ids, X, labels, centroids=centroids, order=ev.region_order, valid=valid, parts=parts)
     metrics = result.metrics()
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -131,6 +152,7 @@ def evaluate_ref(
         "alias": alias or ", ".join(ref.aliases) or "-",
         "training run": ref.run_id,
         "embedding column": ev.embedding_column,
+        "parts chosen among": ", ".join(parts) if parts else "-",
         "regions with an embedding": len(emb.ids),
         "primary metric": ev.primary_metric,
         "evaluated at (UTC)": stamp,
@@ -156,6 +178,7 @@ def evaluate_ref(
         params.update(
             {
                 "embedding_column": ev.embedding_column,
+                "choose_parts": ",".join(parts or []),
                 "region_order": ev.region_order,
                 "embeddings_table": ev.embeddings_table,
                 "n_regions": len(emb.ids),

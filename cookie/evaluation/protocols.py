@@ -51,6 +51,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from cookie.evaluation import metrics as M
+from cookie.evaluation.selection import PartChoice
 
 if TYPE_CHECKING:
     import torch
@@ -204,18 +205,51 @@ def _oof_predict(
     y: np.ndarray,
     splits: Iterable[tuple[np.ndarray, np.ndarray]],
     make_model: Callable[[], Any],
+    groups: np.ndarray | None = None,
+    choices: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold predictions (in row order) and the fold id of each row."""
+    """Out-of-fold predictions (in row order) and the fold id of each row.
+
+    A :class:`PartChoice` model gets the training rows' ``groups`` (its inner split then keeps blocks
+    whole), and its choice per fold is appended to ``choices``.
+    """
     pred = np.full(y.shape[0], np.nan)
     fold = np.full(y.shape[0], -1, dtype=int)
     for k, (tr, te) in enumerate(splits):
-        model = make_model()
-        model.fit(X[tr], y[tr])
+        model = _fit(make_model(), X[tr], y[tr], None if groups is None else groups[tr], choices)
         pred[te] = model.predict(X[te])
         fold[te] = k
     if np.any(fold < 0):
         raise RuntimeError("some rows were never in a test fold")
     return pred, fold
+
+
+def _fit(model: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, choices: list[str] | None) -> Any:
+    """``model`` fitted on ``X, y``; a :class:`PartChoice` also gets ``groups`` and reports its choice."""
+    if isinstance(model, PartChoice):
+        model.fit(X, y, groups=groups)
+        if choices is not None:
+            choices.append(model.chosen_)
+    else:
+        model.fit(X, y)
+    return model
+
+
+def _choosing(
+    make: Callable[[], Any], parts: Mapping[str, np.ndarray] | None, n_inner: int, seed: int | None = None
+) -> Callable[[], Any]:
+    """``make`` itself, or (with candidate ``parts``) a factory of :class:`PartChoice` models around it."""
+    if not parts:
+        return make
+    return lambda: PartChoice(make, parts, n_inner=n_inner, random_state=0 if seed is None else seed)
+
+
+def _with_choices(params: dict[str, Any], parts: Mapping[str, np.ndarray] | None, choices: list[str]) -> dict[str, Any]:
+    """``params`` plus, when parts were chosen, the candidates and how often each was chosen."""
+    if parts:
+        params["parts"] = list(parts)
+        params["part_votes"] = {p: choices.count(p) for p in parts}
+    return params
 
 
 def _ridge_factory(alpha: float) -> Callable[[], Ridge]:
@@ -232,6 +266,7 @@ def ridge_kfold(
     n_splits: int = 5,
     alpha: float = 1.0,
     clip_min: float | None = 0.0,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """The published Manhattan-180 regression protocol.
 
@@ -242,11 +277,16 @@ def ridge_kfold(
 
     Returns a single-run :class:`ProtocolResult` (``std`` is ``None``); ``predictions`` are the clipped
     out-of-fold predictions in row order and ``extra["fold"]`` the fold id of each row.
+
+    ``parts`` (``{name: column indices of X}``, here and in every supervised protocol): on each training
+    part the candidate is chosen by an inner split of those rows (:class:`PartChoice`; 5 shuffled folds for
+    Ridge), and ``params["part_votes"]`` counts the choices.
     """
     Xa = _as_X(X)
     ya = _as_y(y, Xa.shape[0])
     splits = KFold(n_splits=n_splits).split(Xa)
-    pred, fold = _oof_predict(Xa, ya, splits, _ridge_factory(alpha))
+    choices: list[str] = []
+    pred, fold = _oof_predict(Xa, ya, splits, _choosing(_ridge_factory(alpha), parts, 5), choices=choices)
     pred = _clip(pred, clip_min)
     run = {"seed": None, **M.regression_metrics(ya, pred)}
     mean, std = _summarise([run], _REG_METRICS)
@@ -256,7 +296,9 @@ def ridge_kfold(
         std=std,
         runs=[run],
         predictions=pred,
-        params={"n_splits": n_splits, "alpha": alpha, "shuffle": False, "clip_min": clip_min},
+        params=_with_choices(
+            {"n_splits": n_splits, "alpha": alpha, "shuffle": False, "clip_min": clip_min}, parts, choices
+        ),
         extra={"fold": fold},
     )
 
@@ -269,6 +311,7 @@ def ridge_kfold_repeated(
     alpha: float = 1.0,
     seeds: Iterable[int] = range(1, 11),
     clip_min: float | None = 0.0,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """The Ridge protocol repeated with shuffled folds: ``KFold(n_splits, shuffle=True, random_state=s)``.
 
@@ -279,10 +322,10 @@ def ridge_kfold_repeated(
     Xa = _as_X(X)
     ya = _as_y(y, Xa.shape[0])
     seeds = list(seeds)
-    runs, preds = [], []
+    runs, preds, choices = [], [], []
     for s in seeds:
         splits = KFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xa)
-        pred, _ = _oof_predict(Xa, ya, splits, _ridge_factory(alpha))
+        pred, _ = _oof_predict(Xa, ya, splits, _choosing(_ridge_factory(alpha), parts, 5, s), choices=choices)
         pred = _clip(pred, clip_min)
         preds.append(pred)
         runs.append({"seed": s, **M.regression_metrics(ya, pred)})
@@ -294,7 +337,11 @@ def ridge_kfold_repeated(
         std=std,
         runs=runs,
         predictions=per_seed.mean(axis=0),
-        params={"n_splits": n_splits, "alpha": alpha, "shuffle": True, "seeds": seeds, "clip_min": clip_min},
+        params=_with_choices(
+            {"n_splits": n_splits, "alpha": alpha, "shuffle": True, "seeds": seeds, "clip_min": clip_min},
+            parts,
+            choices,
+        ),
         extra={"predictions_per_seed": per_seed},
     )
 
@@ -370,6 +417,7 @@ def spatial_block_cv(
     n_estimators: int = 100,
     n_jobs: int | None = None,
     clip_min: float | None = 0.0,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """Spatial block cross-validation: the regions of one block are always in the same fold.
 
@@ -381,7 +429,8 @@ def spatial_block_cv(
             assigned to balanced folds in a seeded random order, and the result is mean +- std over seeds.
 
     Metrics per run are MAE / RMSE / R2 on the concatenated out-of-fold predictions (clipped at
-    ``clip_min``).
+    ``clip_min``). With ``parts``, the inner split that chooses among them keeps blocks whole too
+    (``GroupKFold(5)`` of the training blocks for Ridge, one 20 % hold-out of blocks for a forest).
     """
     Xa = _as_X(X)
     ya = _as_y(y, Xa.shape[0])
@@ -400,7 +449,8 @@ def spatial_block_cv(
             return lambda: RandomForestRegressor(n_estimators=n_estimators, random_state=rs, n_jobs=n_jobs)
         raise ValueError(f"unknown model {model!r}")
 
-    runs, preds, folds = [], [], []
+    runs, preds, folds, choices = [], [], [], []
+    n_inner = 1 if model == "rf" else 5
     for s in seed_list:
         if s is None:
             if len(np.unique(groups)) < n_splits:
@@ -408,7 +458,8 @@ def spatial_block_cv(
             splits = list(GroupKFold(n_splits=n_splits).split(Xa, ya, groups))
         else:
             splits = _shuffled_group_folds(groups, n_splits, s)
-        pred, fold = _oof_predict(Xa, ya, splits, factory(s))
+        make = _choosing(factory(s), parts, n_inner, s)
+        pred, fold = _oof_predict(Xa, ya, splits, make, groups=groups, choices=choices)
         pred = _clip(pred, clip_min)
         preds.append(pred)
         folds.append(fold)
@@ -423,14 +474,18 @@ def spatial_block_cv(
         std=std,
         runs=runs,
         predictions=per_seed.mean(axis=0),
-        params={
-            "n_splits": n_splits,
-            "model": name,
-            "alpha": alpha,
-            "seeds": None if seeds is None else seed_list,
-            "n_blocks": len(np.unique(groups)),
-            "clip_min": clip_min,
-        },
+        params=_with_choices(
+            {
+                "n_splits": n_splits,
+                "model": name,
+                "alpha": alpha,
+                "seeds": None if seeds is None else seed_list,
+                "n_blocks": len(np.unique(groups)),
+                "clip_min": clip_min,
+            },
+            parts,
+            choices,
+        ),
         extra={"predictions_per_seed": per_seed, "fold_per_seed": np.vstack(folds)},
     )
 
@@ -514,6 +569,7 @@ def rf_split(
     test_size: float = 0.2,
     n_estimators: int = 100,
     n_jobs: int | None = None,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """RegionDCL's population-density protocol.
 
@@ -524,19 +580,20 @@ def rf_split(
 
     ``predictions``: per row, the mean test prediction over the seeds in which it was a test row (NaN if
     never); ``extra["predictions_per_seed"]`` is ``(n_seeds, N)`` with NaN on train rows and
-    ``extra["test_mask"]`` the matching boolean mask.
+    ``extra["test_mask"]`` the matching boolean mask. With ``parts``, the part is chosen per seed on one
+    20 % validation split of the training rows (the same forest, fitted on the other 80 %).
     """
     Xa = _as_X(X)
     ya = _as_y(y, Xa.shape[0])
     seeds = list(seeds)
     idx = np.arange(Xa.shape[0])
-    runs = []
+    runs: list[dict[str, Any]] = []
+    choices: list[str] = []
     per_seed = np.full((len(seeds), Xa.shape[0]), np.nan)
     for i, s in enumerate(seeds):
         tr, te = train_test_split(idx, test_size=test_size, random_state=s)
-        rf = RandomForestRegressor(n_estimators=n_estimators, random_state=s, n_jobs=n_jobs)
-        rf.fit(Xa[tr], ya[tr])
-        pred = rf.predict(Xa[te])
+        make = functools.partial(RandomForestRegressor, n_estimators=n_estimators, random_state=s, n_jobs=n_jobs)
+        pred = _fit(_choosing(make, parts, 1, s)(), Xa[tr], ya[tr], None, choices).predict(Xa[te])
         per_seed[i, te] = pred
         runs.append({"seed": s, **M.regression_metrics(ya[te], pred)})
     mean, std = _summarise(runs, _REG_METRICS)
@@ -551,7 +608,7 @@ def rf_split(
         std=std,
         runs=runs,
         predictions=avg,
-        params={"seeds": seeds, "test_size": test_size, "n_estimators": n_estimators},
+        params=_with_choices({"seeds": seeds, "test_size": test_size, "n_estimators": n_estimators}, parts, choices),
         extra={"predictions_per_seed": per_seed, "test_mask": test_mask},
     )
 
@@ -669,6 +726,7 @@ def landuse_mlp(
     continue_training: bool = True,
     device: str = "cpu",
     num_threads: int | None = 1,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """RegionDCL's land-use protocol: predict class shares ``Y`` (N, k) from ``X``.
 
@@ -696,6 +754,9 @@ def landuse_mlp(
 
     ``num_threads`` sets torch's intra-op threads for the call (restored afterwards; ``None`` leaves them):
     the model is tiny, and one thread is fastest -- on a loaded 2-core machine two threads were 10x slower.
+
+    With ``parts``, every run is trained on each part, and the part with the lowest validation KL (at its
+    best epoch) is the run's: the choice uses the validation rows only, like the epoch's.
     """
     import torch
 
@@ -710,25 +771,41 @@ def landuse_mlp(
     prev_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
+    candidates = dict(parts) if parts else {"": np.arange(Xa.shape[1])}
     try:
-        runs, per_run_pred = _landuse_runs(
-            torch,
-            Xa,
-            Ya,
-            seeds,
-            epochs,
-            test_size,
-            val_size,
-            hidden,
-            lr,
-            step_size,
-            gamma,
-            batch_size,
-            continue_training,
-            torch.device(device),
-        )
+        per_part = {
+            name: _landuse_runs(
+                torch,
+                np.ascontiguousarray(Xa[:, cols]),
+                Ya,
+                seeds,
+                epochs,
+                test_size,
+                val_size,
+                hidden,
+                lr,
+                step_size,
+                gamma,
+                batch_size,
+                continue_training,
+                torch.device(device),
+            )
+            for name, cols in candidates.items()
+        }
     finally:
         torch.set_num_threads(prev_threads)
+
+    def val_kl(name: str, i: int) -> float:
+        v = per_part[name][0][i]["val_KL"]
+        return float(v) if np.isfinite(v) else float("inf")
+
+    n_runs = len(seeds) * len(epochs)
+    choices = [min(candidates, key=lambda c: val_kl(c, i)) for i in range(n_runs)]
+    runs = [per_part[c][0][i] for i, c in enumerate(choices)]
+    per_run_pred = [per_part[c][1][i] for i, c in enumerate(choices)]
+    if parts:
+        for run, c in zip(runs, choices):
+            run["part"] = c
 
     mean, std = _summarise(runs, ("L1", "KL", "cosine"))
     stack = np.stack(per_run_pred)
@@ -741,19 +818,23 @@ def landuse_mlp(
         std=std,
         runs=runs,
         predictions=avg,
-        params={
-            "seeds": seeds,
-            "epochs": epochs,
-            "test_size": test_size,
-            "val_size": val_size,
-            "hidden": hidden,
-            "lr": lr,
-            "step_size": step_size,
-            "gamma": gamma,
-            "batch_size": batch_size,
-            "continue_training": continue_training,
-            "num_threads": num_threads,
-        },
+        params=_with_choices(
+            {
+                "seeds": seeds,
+                "epochs": epochs,
+                "test_size": test_size,
+                "val_size": val_size,
+                "hidden": hidden,
+                "lr": lr,
+                "step_size": step_size,
+                "gamma": gamma,
+                "batch_size": batch_size,
+                "continue_training": continue_training,
+                "num_threads": num_threads,
+            },
+            parts,
+            choices,
+        ),
         extra={"predictions_per_run": stack},
     )
 
@@ -771,6 +852,7 @@ def dominant_class(
     max_iter: int = 2000,
     standardize: bool = True,
     drop_empty: bool = True,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """Dominant-class classification: ``argmax`` of the class shares, predicted by a logistic regression.
 
@@ -781,7 +863,8 @@ def dominant_class(
 
     Rows whose shares are all zero (no land use) have no dominant class and are dropped when
     ``drop_empty`` (their prediction is -1). ``predictions`` are the first seed's out-of-fold classes;
-    ``extra["predictions_per_seed"]`` has every seed's, ``extra["y"]`` the true classes.
+    ``extra["predictions_per_seed"]`` has every seed's, ``extra["y"]`` the true classes. With ``parts``,
+    the part is chosen per fold on one stratified 20 % hold-out of the training rows.
     """
     Xa = _as_X(X)
     S = np.asarray(Y_shares, dtype=float)
@@ -803,12 +886,11 @@ def dominant_class(
         lr = LogisticRegression(C=C, max_iter=max_iter)
         return make_pipeline(StandardScaler(), lr) if standardize else lr
 
-    runs, preds = [], []
+    runs, preds, choices = [], [], []
     for s in seeds:
         pred_k = np.full(len(yk), -1, dtype=int)
         for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xk, yk):
-            m = make()
-            m.fit(Xk[tr], yk[tr])
+            m = _fit(_choosing(make, parts, 1, s)(), Xk[tr], yk[tr], None, choices)
             pred_k[te] = m.predict(Xk[te])
         full = np.full(len(y), -1, dtype=int)
         full[keep] = pred_k
@@ -822,14 +904,18 @@ def dominant_class(
         std=std,
         runs=runs,
         predictions=per_seed[0],
-        params={
-            "n_splits": n_splits,
-            "seeds": seeds,
-            "C": C,
-            "max_iter": max_iter,
-            "standardize": standardize,
-            "drop_empty": drop_empty,
-            "n_classes": len(classes),
-        },
+        params=_with_choices(
+            {
+                "n_splits": n_splits,
+                "seeds": seeds,
+                "C": C,
+                "max_iter": max_iter,
+                "standardize": standardize,
+                "drop_empty": drop_empty,
+                "n_classes": len(classes),
+            },
+            parts,
+            choices,
+        ),
         extra={"predictions_per_seed": per_seed, "y": y},
     )

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cookie.config.evaluation import REGRESSION_PROTOCOLS, TaskConfig
+from cookie.config.evaluation import CLUSTERING_PROTOCOLS, REGRESSION_PROTOCOLS, TaskConfig
 from cookie.evaluation import protocols as P
 from cookie.evaluation.protocols import ProtocolResult
 from cookie.evaluation.report import markdown_table
@@ -137,9 +137,16 @@ def run_protocol(
     y: np.ndarray,
     options: Mapping[str, Any] | None = None,
     centroids: np.ndarray | None = None,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
-    """One protocol of :mod:`cookie.evaluation.protocols` by its config name."""
+    """One protocol of :mod:`cookie.evaluation.protocols` by its config name.
+
+    ``parts`` (candidate column sets of ``X``) go to the supervised protocols, which choose among them inside
+    their training rows; clustering has no training rows and uses every column of ``X``.
+    """
     opts = dict(options or {})
+    if parts and protocol not in CLUSTERING_PROTOCOLS:
+        opts["parts"] = parts
     if "seeds" in opts:
         opts["seeds"] = _seeds(opts["seeds"])
     if protocol == "ridge_kfold":
@@ -176,11 +183,12 @@ def run_task(
     centroids: Mapping[str, tuple[float, float]] | None = None,
     order: Literal["natural", "lexicographic"] = "natural",
     valid: np.ndarray | None = None,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> TaskOutcome:
     """Evaluate ``X`` (rows = ``ids``) on one task; rows are the ids with an embedding and a label.
 
     ``valid`` (bool per row of ``X``) drops embedding rows that must not count (e.g. all-zero rows of a
-    region the model never saw).
+    region the model never saw). ``parts``: see :func:`run_protocol`.
     """
     pos = {str(r): i for i, r in enumerate(ids) if valid is None or valid[i]}
     lab = {r: i for i, r in enumerate(label.ids)}
@@ -200,7 +208,7 @@ def run_task(
                 f"(first: {lacking[:5]})"
             )
         cents = np.array([centroids[r] for r in common], dtype=float)
-    res = run_protocol(task.protocol, Xa, ya, task.options, cents)
+    res = run_protocol(task.protocol, Xa, ya, task.options, cents, parts)
     return TaskOutcome(task=task, result=res, ids=common, y=ya)
 
 
@@ -213,6 +221,7 @@ def run_tasks(
     order: Literal["natural", "lexicographic"] = "natural",
     valid: np.ndarray | None = None,
     on_error: Literal["raise", "skip"] = "raise",
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> EvaluationResult:
     """Every task in turn; ``labels(task)`` gives its label rows (cached per table and columns by the caller).
 
@@ -226,7 +235,7 @@ def run_tasks(
             log.info("%s: skipped (%s)", task.key, NO_GEOMETRY)
             continue
         try:
-            o = run_task(task, ids, X, labels(task), centroids, order, valid)
+            o = run_task(task, ids, X, labels(task), centroids, order, valid, parts)
         except Exception as exc:
             if on_error == "raise":
                 raise
@@ -235,7 +244,8 @@ def run_tasks(
             continue
         out.outcomes.append(o)
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.4g}" for k, v in o.metrics().items())
-        log.info("%s on %d regions: %s", task.key, len(o.ids), shown)
+        votes = o.result.params.get("part_votes")
+        log.info("%s on %d regions: %s%s", task.key, len(o.ids), shown, f"; parts chosen {votes}" if votes else "")
     return out
 
 

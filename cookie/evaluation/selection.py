@@ -3,22 +3,109 @@ split of a protocol (inner CV / an inner validation split), and the per-split ch
 estimate are reported. When every split votes for the same candidate, fixing that candidate gives exactly
 the nested estimate, so its published-protocol number involved no selection on test rows.
 
-Used by ``python -m cookie select`` (:mod:`cookie.evaluation.select`).
+:class:`PartChoice` does the same for the embedding's parts (every block, the shared blocks, ...) inside the
+protocols themselves, per outer split, when ``evaluation.choose_parts`` names candidates. ``select_ridge``
+and ``select_rf`` are used by ``python -m cookie select`` (:mod:`cookie.evaluation.select`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from sklearn.base import is_classifier
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+    train_test_split,
+)
 
-__all__ = ["Selection", "select_rf", "select_ridge"]
+__all__ = ["PartChoice", "Selection", "select_rf", "select_ridge"]
+
+
+# --------------------------------------------------------------------------------------------------
+# choosing the embedding's part inside the rows a model is fitted on
+# --------------------------------------------------------------------------------------------------
+class PartChoice:
+    """A model that first picks, among candidate column sets of ``X`` (the embedding's parts), the one on
+    which ``make()`` scores best in an inner split of the rows it is *fitted* on, then fits ``make()`` on
+    that part alone. Inside a protocol's outer split it sees training rows only, so the choice never looks
+    at test rows, and it is the same for every method (a method without a part simply has fewer candidates).
+
+    The inner split: ``n_inner`` >= 2 folds (``KFold`` shuffled; ``StratifiedKFold`` for a classifier;
+    ``GroupKFold`` when ``fit`` gets ``groups``), or ``n_inner=1`` for one ``val_size`` hold-out split of the
+    same kinds -- cheaper for random forests and logistic regressions. The score is the model's own
+    ``score`` (R2 for a regressor, accuracy for a classifier), averaged over the inner splits; ties go to
+    the first candidate. ``chosen_`` and ``scores_`` say what was chosen and why.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Any],
+        parts: Mapping[str, np.ndarray],
+        n_inner: int = 5,
+        val_size: float = 0.2,
+        random_state: int = 0,
+    ) -> None:
+        if not parts:
+            raise ValueError("PartChoice needs at least one candidate part")
+        self.make = make
+        self.parts = {k: np.asarray(v, dtype=int) for k, v in parts.items()}
+        self.n_inner = n_inner
+        self.val_size = val_size
+        self.random_state = random_state
+
+    def _splits(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, classify: bool) -> list[Any]:
+        rs, k = self.random_state, self.n_inner
+        splitter: Any
+        if groups is not None:
+            splitter = (
+                GroupKFold(n_splits=k) if k > 1 else GroupShuffleSplit(1, test_size=self.val_size, random_state=rs)
+            )
+            return list(splitter.split(X, y, groups))
+        if classify:
+            splitter = (
+                StratifiedKFold(n_splits=k, shuffle=True, random_state=rs)
+                if k > 1
+                else StratifiedShuffleSplit(1, test_size=self.val_size, random_state=rs)
+            )
+        else:
+            splitter = (
+                KFold(n_splits=k, shuffle=True, random_state=rs)
+                if k > 1
+                else ShuffleSplit(1, test_size=self.val_size, random_state=rs)
+            )
+        return list(splitter.split(X, y))
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> PartChoice:
+        names = list(self.parts)
+        self.scores_: dict[str, float] = {}
+        if len(names) == 1:
+            self.chosen_ = names[0]
+        else:
+            splits = self._splits(X, y, groups, is_classifier(self.make()))
+            for c in names:
+                Xc = X[:, self.parts[c]]
+                self.scores_[c] = float(
+                    np.mean([self.make().fit(Xc[tr], y[tr]).score(Xc[va], y[va]) for tr, va in splits])
+                )
+            self.chosen_ = max(names, key=lambda c: self.scores_[c])
+        self.model_ = self.make().fit(X[:, self.parts[self.chosen_]], y)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        pred: np.ndarray = self.model_.predict(X[:, self.parts[self.chosen_]])
+        return pred
 
 
 # --------------------------------------------------------------------------------------------------

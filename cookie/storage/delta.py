@@ -452,6 +452,27 @@ class EmbeddingRows:
     def _part(self, prefix: str) -> list[np.ndarray]:
         return [b for n, b in self.blocks.items() if n.startswith(f"{prefix}_")]
 
+    def columns_of(self, name: str) -> np.ndarray | None:
+        """The column indices of ``X`` that :meth:`column` ``(name)`` holds, or ``None`` when the table has no
+        such part or block (a raw baseline has no ``shared`` part). ``X`` must be the blocks side by side in
+        stored order, as the trainer writes it."""
+        if name == "embedding":
+            return np.arange(self.X.shape[1])
+        offsets, start = {}, 0
+        for n, b in self.blocks.items():
+            offsets[n] = np.arange(start, start + b.shape[1])
+            start += b.shape[1]
+        if name in self.blocks or (name in EMBEDDING_PARTS and self._part(name)):
+            if start != self.X.shape[1] or not np.array_equal(np.hstack(list(self.blocks.values())), self.X):
+                raise ConfigError(
+                    f"evaluation.choose_parts: the embedding of {self.model_name!r} is not its blocks "
+                    f"{sorted(self.blocks)} side by side, so {name!r} is not a set of its columns"
+                )
+            if name in self.blocks:
+                return offsets[name]
+            return np.concatenate([offsets[n] for n in self.blocks if n.startswith(f"{name}_")])
+        return None
+
 
 def _stack(col: pd.Series) -> np.ndarray:
     rows = [np.asarray(v, dtype=float) for v in col]

@@ -41,11 +41,14 @@ def test_evaluation_config_validation():
         {"tasks": [{"name": "c", "label": "c", "columns": ["c"], "protocol": "spatial_block"}]},  # needs blocks
         {"tasks": [{"name": "c", "label": "c", "columns": ["c"], "protocol": "ridge_kfold"}] * 2},  # duplicate
         {"primary_metric": "c.ridge_kfold.weird"},
+        {"choose_parts": ["embedding", "shared"], "embedding_column": "shared"},  # parts of the whole only
+        {"choose_parts": ["shared", "shared"]},
     ]
     for raw in bad:
         with pytest.raises(ValueError):
             EvaluationConfig.model_validate(raw)
     assert EvaluationConfig.model_validate({"primary_metric": "c.ridge_kfold.RMSE"}).direction() == "min"
+    assert EvaluationConfig.model_validate({"choose_parts": ["embedding", "shared"]}).choose_parts[1] == "shared"
 
 
 def test_project_configs_have_valid_evaluation_sections():
@@ -76,6 +79,12 @@ def test_set_overrides_and_model_section_validated_at_load(tmp_path):
         load_config(REPO / "conf" / "manhattan180.yaml", base_dir=str(REPO), overrides=["views.9.kind=points"])
     with pytest.raises(ConfigError, match="key.path=value"):
         load_config(REPO / "conf" / "manhattan180.yaml", base_dir=str(REPO), overrides=["model.method"])
+    lists = load_config(
+        REPO / "conf" / "manhattan180.yaml",
+        base_dir=str(REPO),
+        overrides=["evaluation.choose_parts=[embedding,shared]"],
+    )
+    assert lists.evaluation.choose_parts == ["embedding", "shared"]
 
 
 def test_typo_in_model_section_fails_every_verb_at_load(tmp_path):

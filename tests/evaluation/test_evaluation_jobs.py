@@ -257,6 +257,19 @@ def test_report_and_maps_written(world):
         cfg3, version=1, mlflow_client=_client(world["uri"]), log=False, maps=False, report_dir=world["tmp"] / "rep3"
     )
     assert out3.metrics == pytest.approx(out2.metrics)
+    # or, per outer split inside its training rows, whichever part scores best there
+    ev4 = cfg.evaluation.model_copy(update={"choose_parts": ["embedding", "unique", "shared", "unique_a"]})
+    out4 = evaluate_version(
+        cfg.model_copy(update={"evaluation": ev4}),
+        version=1,
+        mlflow_client=_client(world["uri"]),
+        log=False,
+        maps=False,
+        report_dir=world["tmp"] / "rep4",
+    )
+    params = out4.result.outcomes[0].result.params
+    assert params["parts"] == ["embedding", "unique", "shared"]  # unique_a repeats unique: left out
+    assert sum(params["part_votes"].values()) == 5  # one choice per fold of ridge_kfold(5)
 
 
 def _promote(world, *extra: str) -> dict:

@@ -52,8 +52,8 @@ def cfg(tmp_path):
                     "model_version": np.int32(version),
                     "run_id": f"r{version}",
                     "created_at": pd.Timestamp(stamp, tz="UTC"),
-                    "embedding": np.full(3, scale * int(r)),
-                    "unique_a": np.full(2, scale),
+                    "embedding": np.array([scale * int(r), scale * int(r), -scale]),  # the blocks side by side
+                    "unique_a": np.full(2, scale * int(r)),
                     "shared_a__b": np.full(1, -scale),
                 }
             )
@@ -116,6 +116,14 @@ def test_load_embeddings(cfg):
     assert no_shared.column("unique").tolist() == [[1.0, 0.0]]
     with pytest.raises(ConfigError, match=r"no column 'shared'; have 'embedding', the parts \['unique'\]"):
         no_shared.column("shared")
+    # the parts as columns of X (the blocks side by side): what evaluation.choose_parts chooses among
+    assert e1.columns_of("embedding").tolist() == [0, 1, 2]
+    assert np.array_equal(e1.X[:, e1.columns_of("unique")], e1.column("unique"))
+    assert np.array_equal(e1.X[:, e1.columns_of("shared")], e1.column("shared"))
+    assert np.array_equal(e1.X[:, e1.columns_of("unique_a")], e1.column("unique_a"))
+    assert no_shared.columns_of("shared") is None and no_shared.columns_of("nope") is None
+    with pytest.raises(ConfigError, match="not its blocks"):
+        no_shared.columns_of("unique")  # its X is not its blocks side by side
     with pytest.raises(MissingTable, match="no rows for model 'm' version 5; train and register"):
         D.load_embeddings(cfg, "m", model_version=5)
     with pytest.raises(ValueError):
