@@ -322,7 +322,8 @@ def ridge_kfold_repeated(
     Xa = _as_X(X)
     ya = _as_y(y, Xa.shape[0])
     seeds = list(seeds)
-    runs, preds, choices = [], [], []
+    runs, preds = [], []
+    choices: list[str] = []
     for s in seeds:
         splits = KFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xa)
         pred, _ = _oof_predict(Xa, ya, splits, _choosing(_ridge_factory(alpha), parts, 5, s), choices=choices)
@@ -449,7 +450,8 @@ def spatial_block_cv(
             return lambda: RandomForestRegressor(n_estimators=n_estimators, random_state=rs, n_jobs=n_jobs)
         raise ValueError(f"unknown model {model!r}")
 
-    runs, preds, folds, choices = [], [], [], []
+    runs, preds, folds = [], [], []
+    choices: list[str] = []
     n_inner = 1 if model == "rf" else 5
     for s in seed_list:
         if s is None:
@@ -886,7 +888,8 @@ def dominant_class(
         lr = LogisticRegression(C=C, max_iter=max_iter)
         return make_pipeline(StandardScaler(), lr) if standardize else lr
 
-    runs, preds, choices = [], [], []
+    runs, preds = [], []
+    choices: list[str] = []
     for s in seeds:
         pred_k = np.full(len(yk), -1, dtype=int)
         for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xk, yk):
