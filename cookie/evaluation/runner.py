@@ -111,6 +111,11 @@ class EvaluationResult:
             out.update(o.metrics())
         return out
 
+    def part_votes(self) -> dict[str, dict[str, int]]:
+        """``{task key: {part: outer splits that chose it}}`` of the tasks that chose a part
+        (``evaluation.choose_parts``)."""
+        return {o.key: dict(v) for o in self.outcomes if (v := o.result.params.get("part_votes"))}
+
     def records(self, dataset: str, method: str) -> list[dict[str, Any]]:
         """Report records (dataset, method, task, protocol, metric, mean, std), protocol as in the config."""
         recs = []
@@ -360,7 +365,16 @@ def write_report(
 
     metrics = result.metrics()
     (out / "metrics.json").write_text(
-        json.dumps({"info": dict(info or {}), "metrics": metrics, "skipped": result.skipped}, indent=1, default=str)
+        json.dumps(
+            {
+                "info": dict(info or {}),
+                "metrics": metrics,
+                "part_votes": result.part_votes(),
+                "skipped": result.skipped,
+            },
+            indent=1,
+            default=str,
+        )
     )
     files["metrics.json"] = out / "metrics.json"
 
@@ -375,6 +389,15 @@ def write_report(
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| `{k}` | {v:.6g} |" for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))]
     lines.append("")
+    if votes := result.part_votes():
+        lines += [
+            "## Parts chosen inside training rows",
+            "",
+            "| task | " + " | ".join(next(iter(votes.values()))) + " |",
+        ]
+        lines += ["|---|" + "---|" * len(next(iter(votes.values())))]
+        lines += [f"| `{k}` | " + " | ".join(str(n) for n in v.values()) + " |" for k, v in votes.items()]
+        lines.append("")
     if result.skipped:
         lines += ["## Skipped tasks", ""] + [f"- `{k}`: {why}" for k, why in result.skipped.items()] + [""]
     if images:

@@ -270,6 +270,10 @@ def test_report_and_maps_written(world):
     params = out4.result.outcomes[0].result.params
     assert params["parts"] == ["embedding", "unique", "shared"]  # unique_a repeats unique: left out
     assert sum(params["part_votes"].values()) == 5  # one choice per fold of ridge_kfold(5)
+    votes = json.loads((world["tmp"] / "rep4" / "metrics.json").read_text())["part_votes"]
+    assert votes["crime.ridge_kfold"] == params["part_votes"] and "district.kmeans" not in votes  # no training rows
+    assert "| `crime.ridge_kfold` |" in (world["tmp"] / "rep4" / "report.md").read_text()
+    assert json.loads((world["tmp"] / "rep3" / "metrics.json").read_text())["part_votes"] == {}  # no choice made
 
 
 def _promote(world, *extra: str) -> dict:
