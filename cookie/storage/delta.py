@@ -450,7 +450,10 @@ class EmbeddingRows:
         )
 
     def _part(self, prefix: str) -> list[np.ndarray]:
-        return [b for n, b in self.blocks.items() if n.startswith(f"{prefix}_")]
+        return [self.blocks[n] for n in self._part_names(prefix)]
+
+    def _part_names(self, prefix: str) -> list[str]:
+        return [n for n in self.blocks if n.startswith(f"{prefix}_")]
 
     def columns_of(self, name: str) -> np.ndarray | None:
         """The column indices of ``X`` that :meth:`column` ``(name)`` holds, or ``None`` when the table has no
@@ -470,7 +473,7 @@ class EmbeddingRows:
                 )
             if name in self.blocks:
                 return offsets[name]
-            return np.concatenate([offsets[n] for n in self.blocks if n.startswith(f"{name}_")])
+            return np.concatenate([offsets[n] for n in self._part_names(name)])
         return None
 
 
