@@ -7,7 +7,7 @@ project configuration.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -58,11 +58,15 @@ class ModelConfig(BaseModel):
         "False is the literal NCE(s_ij^i(f_i(x_i)), s_ij^j(f_j(x_j))) on clean views, which memorises "
         "small data sets (Manhattan-180: pair_only R2 0.54/0.59 clean vs 0.65/0.73 augmented)",
     )
-    pair_blocks: Literal["mean", "both"] = Field(
-        default="mean",
-        description="(ours) CooKIE's shared part of the embedding: 'mean' is the specification's one block per pair, "
-        "z_ij = (s_ij^i + s_ij^j) / 2; 'both' keeps the two heads' estimates s_ij^i and s_ij^j as two blocks "
-        "(as GFactorCL keeps every head's output). The training objective is the same",
+    shared_blocks: Literal["auto", "mean", "each"] = Field(
+        default="auto",
+        description="(ours) how the heads of one shared objective become blocks of the embedding: 'mean' gives one "
+        "block per objective, the mean of its heads' L2-normalised estimates (the specification's z_ij = "
+        "(s_ij^i + s_ij^j) / 2 for CooKIE's pairs; shared_<a>__<b>[__<c>..]); 'each' keeps every head's estimate as "
+        "its own block (shared_<subset>_from_<view>, as the specification has GFactorCL do); 'auto' is the "
+        "specification's readout of each method: 'mean' for CooKIE and pair_only, 'each' for GFactorCL. Training is "
+        "the same; set one value for every method to compare them at the same readout. (Was pair_blocks: "
+        "mean / both, which is still read)",
     )
     noise_sigma: float = Field(default=0.1, ge=0.0, description="std of the Gaussian noise augmentation")
     mask_prob: float = Field(
@@ -104,6 +108,28 @@ class ModelConfig(BaseModel):
         "the embedding block is their average, L2-normalised. Costs k times the training and embedding compute",
     )
     single_view: str | None = Field(default=None, description="the view kept by method='single_view'")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_pair_blocks(cls, data: Any) -> Any:
+        """``pair_blocks: mean | both`` (configs and saved models before ``shared_blocks``) read as
+        ``shared_blocks: auto | each``: the same embedding for the methods it applied to (CooKIE's)."""
+        if isinstance(data, dict) and "pair_blocks" in data:
+            data = dict(data)
+            old = data.pop("pair_blocks")
+            if "shared_blocks" in data:
+                raise ValueError("give shared_blocks only: pair_blocks is its former name")
+            legacy = {"mean": "auto", "both": "each"}
+            if old not in legacy:
+                raise ValueError(f"pair_blocks (now shared_blocks) must be 'mean' or 'both', got {old!r}")
+            data["shared_blocks"] = legacy[old]
+        return data
+
+    def shared_readout(self) -> Literal["mean", "each"]:
+        """The readout ``shared_blocks`` gives this method ('auto' resolved)."""
+        if self.shared_blocks != "auto":
+            return self.shared_blocks
+        return "each" if self.method == "gfactorcl" else "mean"
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

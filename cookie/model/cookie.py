@@ -6,7 +6,7 @@ The ablations ``intra_only`` and ``pair_only`` are this module with one stage sw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 import torch
@@ -38,6 +38,14 @@ def present_weight(mask: Tensor | None, like: Tensor) -> Tensor:
     if mask is None:
         return torch.ones(like.shape[0], 1, device=like.device, dtype=like.dtype)
     return mask.to(like.dtype)[:, None]
+
+
+def mean_block(estimates: Sequence[Tensor], weights: Sequence[Tensor]) -> Tensor:
+    """One block from several heads' L2-normalised estimates of one shared part (each already zeroed where its
+    view is missing): their mean over the views present in the row, normalised again; zeros where none is."""
+    total = torch.stack(list(estimates)).sum(dim=0)
+    present = torch.stack(list(weights)).sum(dim=0)
+    return F.normalize(total / present.clamp(min=1.0), dim=-1)
 
 
 def augmenter_from(config: ModelConfig) -> Augmenter:
@@ -95,7 +103,7 @@ class CooKIEModule(RegionModule):
         d = self.config.embed_dim
         specs = [(f"unique_{v}", d) for v in self.view_names] if self.use_intra else []
         for p, (i, j) in enumerate(self.pairs):
-            if self.config.pair_blocks == "both":
+            if self.config.shared_readout() == "each":
                 specs += [(f"shared_{self.pair_name(p)}_from_{self.view_names[k]}", d) for k in (i, j)]
             else:
                 specs.append((f"shared_{self.pair_name(p)}", d))
@@ -154,7 +162,7 @@ class CooKIEModule(RegionModule):
         z_ij = (s_ij^i + s_ij^j) / 2 over the views present in the row, each normalised first
         *(ours: cosine-trained heads have arbitrary norms, so neither side dominates)*; with
         only one view present, z_ij is that view's estimate of the shared part. With
-        ``pair_blocks: both`` the blocks are s_ij^i and s_ij^j themselves (zeros where their view is missing).
+        ``shared_blocks: each`` the blocks are s_ij^i and s_ij^j themselves (zeros where their view is missing).
         """
         xs = [views[v] for v in self.view_names]
         ms = [masks.get(v) for v in self.view_names]
@@ -166,9 +174,8 @@ class CooKIEModule(RegionModule):
         for p, (i, j) in enumerate(self.pairs):
             s_i = F.normalize(nested(self.shared_heads, p)[0](h[i]), dim=-1) * w[i]
             s_j = F.normalize(nested(self.shared_heads, p)[1](h[j]), dim=-1) * w[j]
-            if self.config.pair_blocks == "both":
+            if self.config.shared_readout() == "each":
                 blocks += [s_i, s_j]
-                continue
-            z = (s_i + s_j) / (w[i] + w[j]).clamp(min=1.0)
-            blocks.append(F.normalize(z, dim=-1))
+            else:
+                blocks.append(mean_block([s_i, s_j], [w[i], w[j]]))
         return blocks

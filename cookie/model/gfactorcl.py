@@ -19,6 +19,8 @@ Choices marked *(ours)*:
   the row by themselves, the loss collapses to ~0 and u_a gets no signal;
 - with ``use_club``: per subset one conditional CLUB term on augmented views (anchor = first
   member), FactorCL's ``I_CLUB(X1;X2|X1',X2')``.
+- ``shared_blocks: mean`` reads each subset out as one block, the mean of its heads' estimates (CooKIE's
+  z_ij rule); the default ('auto') keeps every head's output, as the specification says;
 - GFactorCL trains in one joint stage of ``epochs_intra + epochs_pair`` epochs, the same number
   of epochs as CooKIE's two stages.
 """
@@ -36,7 +38,7 @@ from cookie.config.model import ModelConfig
 from cookie.exceptions import ConfigError
 from cookie.model.augment import Augmenter
 from cookie.model.base import Masks, RegionModule, Stage, Views, nested
-from cookie.model.cookie import augmenter_from, present_weight
+from cookie.model.cookie import augmenter_from, mean_block, present_weight
 from cookie.model.encoders import ViewEncoder
 from cookie.model.heads import ProjectionHead
 from cookie.model.losses import ClubRemoval, info_nce
@@ -85,7 +87,10 @@ class GFactorCLModule(RegionModule):
         d = self.config.embed_dim
         specs = [(f"unique_{v}", d) for v in self.view_names]
         for s, members in enumerate(self.subsets):
-            specs += [(f"shared_{self.subset_name(s)}_from_{self.view_names[a]}", d) for a in members]
+            if self.config.shared_readout() == "mean":
+                specs.append((f"shared_{self.subset_name(s)}", d))
+            else:
+                specs += [(f"shared_{self.subset_name(s)}_from_{self.view_names[a]}", d) for a in members]
         return specs
 
     def forward(
@@ -145,12 +150,17 @@ class GFactorCLModule(RegionModule):
         return total, parts
 
     def embed_blocks(self, views: Views, masks: Masks) -> list[Tensor]:
-        """All head outputs on clean views, each block L2-normalised; missing views -> zeros."""
+        """All head outputs on clean views, each block L2-normalised (with ``shared_blocks: mean``, one block per
+        subset: the mean of its heads' estimates, as CooKIE's z_ij); missing views -> zeros."""
         xs = [views[v] for v in self.view_names]
         ms = [masks.get(v) for v in self.view_names]
         h = [enc(x) for enc, x in zip(self.encoders, xs)]
         w = [present_weight(mm, h[0]) for mm in ms]
         blocks = [F.normalize(u(hm), dim=-1) * wm for u, hm, wm in zip(self.unique_heads, h, w)]
         for s, members in enumerate(self.subsets):
-            blocks += [F.normalize(nested(self.subset_heads, s)[t](h[a]), dim=-1) * w[a] for t, a in enumerate(members)]
+            est = [F.normalize(nested(self.subset_heads, s)[t](h[a]), dim=-1) * w[a] for t, a in enumerate(members)]
+            if self.config.shared_readout() == "mean":
+                blocks.append(mean_block(est, [w[a] for a in members]))
+            else:
+                blocks += est
         return blocks

@@ -7,7 +7,7 @@ from itertools import combinations
 import pytest
 import torch
 
-from cookie.model import ModelConfig, build_model
+from cookie.model import ModelConfig, build_model, model_from_state
 from cookie.model.efficiency import expected_objectives
 from cookie.model.heads import ProjectionHead
 
@@ -55,10 +55,10 @@ def test_block_names_and_slices() -> None:
     assert len(model.column_names) == model.embedding_dim == 24
 
 
-def test_pair_blocks_both_keeps_each_heads_estimate() -> None:
+def test_shared_blocks_each_keeps_each_heads_estimate() -> None:
     dims = {"mobility": 10, "poi": 6, "landuse": 3}
     mean = build_model(ModelConfig(embed_dim=4, hidden_dim=8), dims)
-    both = build_model(ModelConfig(embed_dim=4, hidden_dim=8, pair_blocks="both"), dims)
+    both = build_model(ModelConfig(embed_dim=4, hidden_dim=8, shared_blocks="each"), dims)
     pairs = list(combinations(["mobility", "poi", "landuse"], 2))
     assert both.block_names == mean.block_names[:3] + [f"shared_{a}__{b}_from_{v}" for a, b in pairs for v in (a, b)]
     assert both.embedding_dim == (3 + 2 * 3) * 4
@@ -80,6 +80,49 @@ def test_gfactorcl_blocks() -> None:
     assert model.stages()[0].epochs == 600
     assert "shared_a__b__c_from_b" in model.block_names
     assert len(model.block_names) == 3 * 4
+
+
+def test_gfactorcl_shared_blocks_mean_is_one_block_per_subset() -> None:
+    dims = {"a": 3, "b": 4, "c": 5}
+    each = build_model(ModelConfig(method="gfactorcl", embed_dim=4, hidden_dim=8), dims)
+    mean = build_model(ModelConfig(method="gfactorcl", embed_dim=4, hidden_dim=8, shared_blocks="mean"), dims)
+    subsets = ["a__b", "a__c", "b__c", "a__b__c"]
+    assert mean.block_names == ["unique_a", "unique_b", "unique_c"] + [f"shared_{s}" for s in subsets]
+    assert mean.n_objectives == each.n_objectives and mean.num_parameters() == each.num_parameters()
+    mean.module.load_state_dict(each.module.state_dict())  # same weights: each subset's block is its heads' mean
+    views = {k: torch.randn(16, d, generator=torch.Generator().manual_seed(d)) for k, d in dims.items()}
+    masks = {"c": torch.arange(16) % 4 != 0}  # view c missing in every fourth row
+    e_each, e_mean = each.embed(views, masks), mean.embed(views, masks)
+    for s in subsets:
+        heads = [e_each[:, each.block_slices[n]] for n in each.block_names if n.startswith(f"shared_{s}_from_")]
+        expected = torch.nn.functional.normalize(torch.stack(heads).sum(dim=0), dim=1)
+        assert torch.allclose(e_mean[:, mean.block_slices[f"shared_{s}"]], expected, atol=1e-6)
+    # rows without c: the a__c block is a's estimate alone, still unit length
+    assert torch.allclose(e_mean[~masks["c"], mean.block_slices["shared_a__c"]].norm(dim=1), torch.ones(4))
+
+
+def test_shared_blocks_auto_is_each_methods_own_readout() -> None:
+    assert ModelConfig().shared_readout() == "mean"
+    assert ModelConfig(method="pair_only").shared_readout() == "mean"
+    assert ModelConfig(method="gfactorcl").shared_readout() == "each"
+    assert ModelConfig(method="gfactorcl", shared_blocks="mean").shared_readout() == "mean"
+    assert ModelConfig(shared_blocks="each").shared_readout() == "each"
+
+
+def test_pair_blocks_is_read_as_shared_blocks() -> None:
+    """Configs and saved models from before shared_blocks keep their embedding."""
+    assert ModelConfig.model_validate({"pair_blocks": "both"}).shared_blocks == "each"
+    legacy_gf = ModelConfig.model_validate({"method": "gfactorcl", "pair_blocks": "mean"})
+    assert legacy_gf.shared_readout() == "each"  # pair_blocks never applied to GFactorCL
+    with pytest.raises(ValueError, match="former name"):
+        ModelConfig.model_validate({"pair_blocks": "both", "shared_blocks": "each"})
+    with pytest.raises(ValueError, match="pair_blocks"):
+        ModelConfig.model_validate({"pair_blocks": "all"})
+    model = build_model(ModelConfig(embed_dim=4, hidden_dim=8, shared_blocks="each"), {"a": 3, "b": 2})
+    state = model.state()
+    config = {k: v for k, v in state["config"].items() if k != "shared_blocks"}
+    saved = model_from_state({**state, "config": {**config, "pair_blocks": "both"}})  # a file saved before the rename
+    assert saved.block_names == model.block_names
 
 
 def test_config_rejects_unknown_fields_and_bad_values() -> None:
