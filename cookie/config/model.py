@@ -36,9 +36,11 @@ class ModelConfig(BaseModel):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="dropout in the encoders")
     tau: float = Field(default=0.1, gt=0.0, description="InfoNCE temperature")
     lambda_intra: float = Field(
-        default=0.3,
+        default=0.0,
         ge=0.0,
-        description="weight of the intra-view terms kept in stage 2 (ours: 0.3; the specification's default is 1)",
+        description="weight of the intra-view terms kept in stage 2 (the specification's default is 1). Ours: 0, so "
+        "stage 2 trains the pairwise terms only, from the pretrained encoders, and the unique heads keep their "
+        "stage-1 weights (Adam's steps do not shrink with the weight: any value above 0 retrains them)",
     )
     use_club: bool = Field(default=False, description="add the CLUB-style removal terms (and their critics)")
     beta_club: float = Field(default=0.1, ge=0.0, description="weight of the CLUB removal terms")

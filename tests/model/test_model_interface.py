@@ -181,3 +181,28 @@ def test_ddp_wrapper_drives_the_model(small_views, tmp_path) -> None:
     finally:
         dist.destroy_process_group()
     assert torch.isfinite(model.embed(views)).all()
+
+
+@pytest.mark.parametrize("lambda_intra", [0.0, 0.3])
+def test_stage_two_trains_unique_heads_only_with_lambda_intra(lambda_intra: float, small_views) -> None:
+    """Stage 'pair' optimises the pair terms plus lambda_intra x the intra terms: at 0 the unique heads keep
+    their stage-1 weights (the encoders they read still learn), above 0 they train on."""
+    views = small_views()
+    model = build_model(_cfg(lambda_intra=lambda_intra), _dims(views))
+    gen = model.make_generator()
+    before = [p.detach().clone() for p in model.module.unique_heads.parameters()]
+    enc_before = [p.detach().clone() for p in model.module.encoders.parameters()]
+    opt = model.make_optimizer()
+    model.module.train()
+    opt.zero_grad()
+    total, parts = model.loss(views, None, "pair", gen)
+    total.backward()
+    opt.step()
+    intra_terms = {k for k in parts if k.startswith("intra/")}
+    assert {k for k in parts if k.startswith("pair/")} == {"pair/a__b", "pair/a__c", "pair/b__c"}
+    unique_moved = any(not torch.equal(a, b) for a, b in zip(before, model.module.unique_heads.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(enc_before, model.module.encoders.parameters()))
+    if lambda_intra == 0:
+        assert not intra_terms and not unique_moved
+    else:
+        assert intra_terms == {"intra/a", "intra/b", "intra/c"} and unique_moved

@@ -162,7 +162,7 @@ def test_config_refuses_learned_methods_that_would_not_train(tmp_path, method, m
 @pytest.mark.parametrize(
     "method, model",
     [
-        ("cookie", {"epochs_intra": 0, "epochs_pair": 5}),  # intra terms still trained in stage 'pair'
+        ("cookie", {"epochs_intra": 0, "epochs_pair": 5, "lambda_intra": 0.3}),  # intra terms trained in stage 'pair'
         ("gfactorcl", {"epochs_intra": 0, "epochs_pair": 5}),
         ("intra_only", {"epochs_intra": 5, "epochs_pair": 0}),
         ("pair_only", {"epochs_intra": 0, "epochs_pair": 5}),
