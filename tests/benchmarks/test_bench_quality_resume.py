@@ -69,3 +69,25 @@ def test_a_broken_line_names_the_file_and_line(tmp_path: Path) -> None:
     jsonl.write_text(_lines("conf/m.yaml", "raw", None, "r0", {"crime.ridge_kfold.R2": 0.5}, [])[0] + "\n{not json\n")
     with pytest.raises(SystemExit, match=r"quality\.jsonl:2: not a JSON line"):
         bq.finished_rows(jsonl, "conf/m.yaml", [])
+
+
+def test_the_table_scores_cookie_against_the_absolute_targets_for_the_config_and_its_tuned_copy(
+    tmp_path: Path,
+) -> None:
+    jsonl = tmp_path / "quality.jsonl"
+    lines = []
+    for config in ("conf/manhattan180.yaml", "conf/manhattan180.selected.yaml"):
+        for seed, (crime, checkin) in enumerate([(0.70, 0.87), (0.72, 0.85)]):
+            values = {"crime.ridge_kfold.R2": crime, "checkin.ridge_kfold.R2": checkin}
+            lines += _lines(config, "cookie", seed, f"{config}{seed}", values, [])
+    jsonl.write_text("\n".join(lines) + "\n")
+    rows = [
+        *bq.finished_rows(jsonl, "conf/manhattan180.yaml", []).values(),
+        *bq.finished_rows(jsonl, "conf/manhattan180.selected.yaml", []).values(),
+    ]
+    text = bq.table(rows)
+    assert text.count("- crime.ridge_kfold.R2: 0.710 against >= 0.740 (-0.030) not met") == 2
+    assert text.count("- checkin.ridge_kfold.R2: 0.860 against >= 0.850 (+0.010) met") == 2
+    # the tuned copy is matched with its config's published numbers too
+    assert text.count("HAFusion 0.734") == 2
+    assert bq.config_stem("conf/nyc_tracts.yaml") == "nyc_tracts"
