@@ -32,6 +32,9 @@ EMBEDDINGS_TABLE = "embeddings"
 # Table properties recording what a feature table holds.
 FEATURE_NAMES_PROPERTY = "cookie.feature_names"
 TABLE_KIND_PROPERTY = "cookie.kind"
+#: a view table's view config (canonical JSON, :meth:`cookie.config.project.ViewConfig.spec`): training refuses
+#: tables built from another one (stale after an edit of the config) instead of training on them silently
+VIEW_CONFIG_PROPERTY = "cookie.view_config"
 
 # Columns of the ``embeddings`` table (cookie.serving.embeddings).
 MODEL_NAME = "model_name"

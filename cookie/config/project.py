@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -241,6 +242,18 @@ class ViewConfig(_Strict):
         if bad:
             raise ValueError(f"unknown statistics {bad}; choose from {sorted(known)}")
         return v
+
+    def spec(self) -> str:
+        """The view's settings as canonical JSON: stored with its feature table, so a table built from other
+        settings (an edited config, stale tables) is told apart from a current one."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def spec_changes(self, built: str) -> list[str]:
+        """``key: built -> now`` for every setting in which :meth:`spec` differs from ``built``."""
+        old, new = json.loads(built), json.loads(self.spec())
+        return [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+        ]
 
 
 class SparkConfig(_Strict):

@@ -617,6 +617,7 @@ def build_features(spark: SparkSession, cfg: Config, only: list[str] | None = No
                 "cookie.view_kind": view.kind,
                 "cookie.source": view.source,
                 "cookie.run_id": run_id,
+                C.VIEW_CONFIG_PROPERTY: view.spec(),
             },
         )
         for k, v in res.extra.items():

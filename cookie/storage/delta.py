@@ -174,6 +174,15 @@ def feature_names(spark: SparkSession, loc: TableLocation, version: int | None =
     return names
 
 
+def table_property(spark: SparkSession, loc: TableLocation, key: str, version: int | None = None) -> str | None:
+    """One table property of ``version`` (default the newest; a catalog table: the newest), None when unset."""
+    if version is not None and loc.path:
+        from deltalake import DeltaTable
+
+        return dict(DeltaTable(loc.path, version=version).metadata().configuration).get(key)
+    return table_properties(spark, loc).get(key)
+
+
 def table_exists(spark: SparkSession, loc: TableLocation) -> bool:
     if loc.full_name:
         return bool(spark.catalog.tableExists(loc.sql))

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from cookie.config import Config
+    from cookie.config.project import ViewConfig
     from cookie.storage.delta import TableLocation
 
 PRESENT = "_present"  # the ETL's mask column (cookie.etl.features.common.PRESENT)
@@ -72,6 +73,19 @@ def require_table(spark: SparkSession, cfg: Config, loc: TableLocation) -> None:
         raise MissingTable(f"table {loc.name} does not exist at {loc}; {features_hint(cfg)}")
 
 
+def check_view_spec(view: ViewConfig, built: str | None, table: str, cfg: Config) -> None:
+    """:class:`InputError` when a view table was built from other view settings than the config's (the config was
+    edited after the feature job ran): training on it would silently use the old features. Tables written before
+    the settings were stored (``built`` None) pass."""
+    if built is None or built == view.spec():
+        return
+    changes = "; ".join(view.spec_changes(built))
+    raise InputError(
+        f"view {view.name}: table {table} was built from other settings than the config's ({changes}); "
+        f"re{features_hint(cfg)}"
+    )
+
+
 def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = None) -> list[ViewTable]:
     """The config's views (or those of ``names``), in config order, with their current Delta versions
     and feature names; :class:`MissingTable` when the feature job has not built one of them."""
@@ -91,6 +105,7 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
             names_ = tables.feature_names(spark, loc, version)
         except KeyError as exc:
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
+        check_view_spec(view, tables.table_property(spark, loc, C.VIEW_CONFIG_PROPERTY, version), loc.name, cfg)
         if loc.full_name:
             detail = spark.sql(f"DESCRIBE DETAIL {loc.sql}").first()
             assert detail is not None  # DESCRIBE DETAIL returns one row

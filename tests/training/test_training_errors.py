@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from cookie.exceptions import ConfigError, MissingTable
+from cookie.exceptions import ConfigError, InputError, MissingTable
 from cookie.pipeline import train_and_publish
 from cookie.serving.embeddings import region_order
 from cookie.storage import tracking as registry
 from cookie.storage.delta import order_ids
 
-from cookie_test_tables import make_config
+from cookie_test_tables import REPO, make_config
 
 pytestmark = [pytest.mark.spark]
 
@@ -32,6 +32,25 @@ def test_resume_before_features_is_a_missing_table(spark, tmp_path):
     cfg = make_config(tmp_path, "helsinki", tmp_path / "no-tables", copy=False)
     with pytest.raises(MissingTable):  # the tables are checked first
         train_and_publish(spark, cfg, resume=True)
+
+
+def test_tables_built_from_other_view_settings_are_refused(spark, helsinki_tables, tmp_path):
+    """An edit of a view after the feature job (here: its spatial context dropped) names the view, the change
+    and the verb, instead of training on the old columns; nothing is started."""
+    from cookie.config import load_config
+
+    built = make_config(tmp_path, "helsinki", helsinki_tables)
+    path = tmp_path / "helsinki.yaml"
+    assert built.views[0].context == ["adjacency"]
+    edited = load_config(path, base_dir=str(REPO), overrides=["views.0.context=[]"])
+    with pytest.raises(
+        InputError,
+        match=r"view poi: table view_poi was built from other settings than the config's "
+        r"\(context: \['adjacency'\] -> \[\]\); rebuild them first: python -m cookie features --config conf/helsinki.yaml",
+    ):
+        train_and_publish(spark, edited)
+    client = registry.client_for(edited)
+    assert client.get_experiment_by_name(registry.experiment_name(edited)) is None
 
 
 def test_model_that_does_not_fit_the_views_is_a_config_error(spark, tmp_path):
