@@ -69,7 +69,11 @@ def write_config(resolution: int, points: int, epochs: int, batch_size: int) -> 
         "output": {"warehouse": str(WORK / "warehouse")},
         "sources": sources,
         "regions": {"kind": "h3", "resolution": resolution, "bbox": list(BBOX)},
-        "views": [{"name": name, "kind": "points", "source": name, "category_column": "category"} for name in LAYERS],
+        # context off, as when this benchmark's figures were first measured (it would double each view's width)
+        "views": [
+            {"name": name, "kind": "points", "source": name, "category_column": "category", "context": []}
+            for name in LAYERS
+        ],
         "model": {
             "method": "cookie",
             "embed_dim": 32,

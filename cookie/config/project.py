@@ -227,7 +227,9 @@ class ViewConfig(_Strict):
         default_factory=list,
         description="spatial context (method.md section 1): append the view's features averaged over each listed "
         "region graph, one hop: 'adjacency' (polygons that touch; H3 ring 1), 'flows' (the row-normalised OD graph "
-        "of context_flows_view); columns ctx_<graph>__<feature>",
+        "of context_flows_view); columns ctx_<graph>__<feature>. A view of a config file that leaves it out gets "
+        "the default recipe: every graph the config has, 'adjacency' unless regions.kind is 'ids', and 'flows' when "
+        "the config has exactly one flows view; [] turns context off. Labels never get it by default",
     )
     context_flows_view: str | None = Field(
         default=None,
@@ -341,6 +343,23 @@ class Config(_Strict):
     base_dir: str = Field(
         default=".", description="where relative paths resolve; set by the loader to the working directory"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_context(cls, data: Any) -> Any:
+        """Views that leave ``context`` out get every graph the config has: spatial context is part of the one
+        label-free recipe (it lifted every method on all three shipped datasets), so a new city gets it unasked."""
+        if not isinstance(data, dict) or not isinstance(data.get("views"), list):
+            return data
+        regions = data.get("regions")
+        kind = regions.get("kind") if isinstance(regions, dict) else getattr(regions, "kind", None)
+        items = [*data["views"], *(data.get("labels") or [])]
+        flows = [v for v in items if (v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)) == "flows"]
+        graphs = (["adjacency"] if kind != "ids" else []) + (
+            ["flows"] if len(flows) == 1 and any(v is flows[0] for v in data["views"]) else []
+        )
+        views = [{**v, "context": graphs} if isinstance(v, dict) and "context" not in v else v for v in data["views"]]
+        return {**data, "views": views}
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

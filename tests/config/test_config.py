@@ -114,3 +114,32 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
 def test_unquotable_table_locations_are_refused_at_load(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(REPO / "conf" / "helsinki.yaml", base_dir=str(REPO), overrides=[override])
+
+
+def _config(regions: dict, views: list[dict], labels: list[dict] | None = None):
+    from cookie.config import Config
+
+    sources = {s: {"kind": "array", "path": f"{s}.npy"} for s in ("a", "b", "od", "lab")}
+    return Config.model_validate(
+        {"name": "c", "sources": sources, "regions": regions, "views": views, "labels": labels or []}
+    )
+
+
+def test_views_without_context_get_every_graph_the_config_has():
+    """Spatial context is part of the default recipe: a view that leaves it out gets adjacency (polygons) and
+    the OD graph of the config's one flows view; [] keeps it off; labels and ids-only regions get none."""
+    grid = {"kind": "h3", "resolution": 8, "bbox": [24.9, 60.1, 25.0, 60.2]}
+    od = {"name": "mobility", "kind": "flows", "source": "od"}
+    label = {"name": "lab", "kind": "vectors", "source": "lab"}
+    cfg = _config(grid, [od, {"name": "a", "kind": "vectors", "source": "a"}], [label])
+    assert [v.context for v in cfg.views] == [["adjacency", "flows"]] * 2 and cfg.labels[0].context == []
+    cfg = _config(
+        grid,
+        [
+            {"name": "a", "kind": "vectors", "source": "a"},
+            {"name": "b", "kind": "vectors", "source": "b", "context": []},
+        ],
+    )
+    assert [v.context for v in cfg.views] == [["adjacency"], []]
+    ids = _config({"kind": "ids", "count": 3}, [{"name": "a", "kind": "vectors", "source": "a"}])
+    assert ids.views[0].context == []
