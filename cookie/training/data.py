@@ -73,13 +73,19 @@ def require_table(spark: SparkSession, cfg: Config, loc: TableLocation) -> None:
         raise MissingTable(f"table {loc.name} does not exist at {loc}; {features_hint(cfg)}")
 
 
-def check_view_spec(view: ViewConfig, built: str | None, table: str, cfg: Config) -> None:
+def check_view_spec(view: ViewConfig, built: str | None, features: Sequence[str], table: str, cfg: Config) -> None:
     """:class:`InputError` when a view table was built from other view settings than the config's (the config was
-    edited after the feature job ran): training on it would silently use the old features. Tables written before
-    the settings were stored (``built`` None) pass."""
-    if built is None or built == view.spec():
+    edited after the feature job ran): training on it would silently use the old features. A table written before
+    the settings were stored (``built`` None) is checked on its context columns only."""
+    if built is None:
+        graphs = [g for g, prefix in C.CONTEXT_PREFIX.items() if any(f.startswith(prefix + "__") for f in features)]
+        if sorted(graphs) == sorted(view.context):
+            return
+        changes = f"context columns of {graphs} in the table, the config asks for {list(view.context)}"
+    elif built == view.spec():
         return
-    changes = "; ".join(view.spec_changes(built))
+    else:
+        changes = "; ".join(view.spec_changes(built))
     raise InputError(
         f"view {view.name}: table {table} was built from other settings than the config's ({changes}); "
         f"re{features_hint(cfg)}"
@@ -105,7 +111,8 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
             names_ = tables.feature_names(spark, loc, version)
         except KeyError as exc:
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
-        check_view_spec(view, tables.table_property(spark, loc, C.VIEW_CONFIG_PROPERTY, version), loc.name, cfg)
+        built = tables.table_property(spark, loc, C.VIEW_CONFIG_PROPERTY, version)
+        check_view_spec(view, built, names_, loc.name, cfg)
         if loc.full_name:
             detail = spark.sql(f"DESCRIBE DETAIL {loc.sql}").first()
             assert detail is not None  # DESCRIBE DETAIL returns one row

@@ -53,6 +53,27 @@ def test_tables_built_from_other_view_settings_are_refused(spark, helsinki_table
     assert client.get_experiment_by_name(registry.experiment_name(edited)) is None
 
 
+def test_tables_from_before_the_stored_settings_are_checked_on_their_context(spark, helsinki_tables, tmp_path):
+    """A table written before the feature job stored its view settings is taken as it is, unless its context
+    columns differ from the config's (spatial context went on by default for views that leave it out)."""
+    from cookie.config import load_config
+    from cookie.training.data import view_tables
+
+    cfg = make_config(tmp_path, "helsinki", helsinki_tables)
+    for v in cfg.views:
+        spark.sql(
+            f"ALTER TABLE delta.`{cfg.warehouse_path()}/view_{v.name}` UNSET TBLPROPERTIES ('cookie.view_config')"
+        )
+    assert [t.name for t in view_tables(spark, cfg)] == ["poi", "roads", "buildings"]
+    edited = load_config(tmp_path / "helsinki.yaml", base_dir=str(REPO), overrides=["views.1.context=[]"])
+    with pytest.raises(
+        InputError,
+        match=r"view roads: table view_roads was built from other settings than the config's \(context columns "
+        r"of \['adjacency'\] in the table, the config asks for \[\]\); rebuild them first",
+    ):
+        view_tables(spark, edited)
+
+
 def test_model_that_does_not_fit_the_views_is_a_config_error(spark, tmp_path):
     cfg = make_config(
         tmp_path,
