@@ -171,18 +171,24 @@ def finished_rows(jsonl: Path, config: str, sets: list[str]) -> dict[tuple[str, 
 
 
 def features_missing(cfg: Any) -> bool:
-    """A feature table is missing, or a view table was built from other view settings than the config's."""
+    """A feature table is missing, or a view table is one that training refuses (built from other view settings
+    than the config's: :func:`cookie.training.data.check_view_spec`)."""
     from deltalake import DeltaTable
 
     from cookie import constants as C
+    from cookie.exceptions import InputError
+    from cookie.training.data import check_view_spec
 
     wh = Path(cfg.warehouse_path())
     tables = ["regions"] + [f"view_{v.name}" for v in cfg.views] + [f"label_{v.name}" for v in cfg.labels]
     if not all((wh / t / "_delta_log").is_dir() for t in tables):
         return True
     for v in cfg.views:
-        built = DeltaTable(str(wh / f"view_{v.name}")).metadata().configuration.get(C.VIEW_CONFIG_PROPERTY)
-        if built != v.spec():
+        props = DeltaTable(str(wh / f"view_{v.name}")).metadata().configuration
+        features = json.loads(props.get(C.FEATURE_NAMES_PROPERTY, "[]"))
+        try:
+            check_view_spec(v, props.get(C.VIEW_CONFIG_PROPERTY), features, f"view_{v.name}", cfg)
+        except InputError:
             return True
     return False
 

@@ -155,32 +155,28 @@ def table_properties(spark: SparkSession, loc: TableLocation) -> dict[str, str]:
     return {r["key"]: r["value"] for r in rows}
 
 
-def feature_names(spark: SparkSession, loc: TableLocation, version: int | None = None) -> list[str]:
-    """The ``cookie.feature_names`` property of the table (of ``version``, default the newest): the feature
-    columns in order, written in the same commit as the data."""
+def properties_at(spark: SparkSession, loc: TableLocation, version: int | None = None) -> dict[str, str]:
+    """The table properties of ``version`` (default the newest; a catalog table: the newest's)."""
     if version is not None and loc.path:
         from deltalake import DeltaTable
 
-        props = dict(DeltaTable(loc.path, version=version).metadata().configuration)
-    else:
-        props = table_properties(spark, loc)
-        if version is not None and C.FEATURE_NAMES_PROPERTY in props and version != table_version(spark, loc):
-            # catalog table at an older version: its columns in order are the names (same commit as the data)
-            cols = read_table(spark, loc, version).columns
-            return [c for c in cols if c not in (C.REGION_ID, C.PRESENT)]
+        return dict(DeltaTable(loc.path, version=version).metadata().configuration)
+    return table_properties(spark, loc)
+
+
+def feature_names(spark: SparkSession, loc: TableLocation, version: int | None = None) -> list[str]:
+    """The ``cookie.feature_names`` property of the table (of ``version``, default the newest): the feature
+    columns in order, written in the same commit as the data."""
+    props = properties_at(spark, loc, version)
+    old_catalog_version = version is not None and not loc.path and version != table_version(spark, loc)
+    if C.FEATURE_NAMES_PROPERTY in props and old_catalog_version:
+        # catalog table at an older version: its columns in order are the names (same commit as the data)
+        cols = read_table(spark, loc, version).columns
+        return [c for c in cols if c not in (C.REGION_ID, C.PRESENT)]
     if C.FEATURE_NAMES_PROPERTY not in props:
         raise KeyError(f"table {loc} has no {C.FEATURE_NAMES_PROPERTY} property: not a feature table")
     names: list[str] = json.loads(props[C.FEATURE_NAMES_PROPERTY])
     return names
-
-
-def table_property(spark: SparkSession, loc: TableLocation, key: str, version: int | None = None) -> str | None:
-    """One table property of ``version`` (default the newest; a catalog table: the newest), None when unset."""
-    if version is not None and loc.path:
-        from deltalake import DeltaTable
-
-        return dict(DeltaTable(loc.path, version=version).metadata().configuration).get(key)
-    return table_properties(spark, loc).get(key)
 
 
 def table_exists(spark: SparkSession, loc: TableLocation) -> bool:

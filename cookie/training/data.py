@@ -111,7 +111,7 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
             names_ = tables.feature_names(spark, loc, version)
         except KeyError as exc:
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
-        built = tables.table_property(spark, loc, C.VIEW_CONFIG_PROPERTY, version)
+        built = tables.properties_at(spark, loc, version).get(C.VIEW_CONFIG_PROPERTY)
         check_view_spec(view, built, names_, loc.name, cfg)
         if loc.full_name:
             detail = spark.sql(f"DESCRIBE DETAIL {loc.sql}").first()
