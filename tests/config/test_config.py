@@ -143,3 +143,14 @@ def test_views_without_context_get_every_graph_the_config_has():
     assert [v.context for v in cfg.views] == [["adjacency"], []]
     ids = _config({"kind": "ids", "count": 3}, [{"name": "a", "kind": "vectors", "source": "a"}])
     assert ids.views[0].context == []
+
+
+def test_helsinki_res11_is_the_default_config_on_a_finer_grid() -> None:
+    # conf/helsinki_res11.yaml scores the same recipe on 7x the cells: an edit of one Helsinki config that the
+    # other does not get would make the two benchmark rows differ by more than the grid.
+    coarse = load_config(REPO / "conf" / "helsinki.yaml", base_dir=str(REPO)).model_dump()
+    fine = load_config(REPO / "conf" / "helsinki_res11.yaml", base_dir=str(REPO)).model_dump()
+    assert (coarse["regions"]["resolution"], fine["regions"]["resolution"]) == (10, 11)
+    for cfg in (coarse, fine):
+        del cfg["name"], cfg["description"], cfg["regions"]["resolution"]
+    assert fine == coarse
