@@ -164,10 +164,14 @@ def properties_at(spark: SparkSession, loc: TableLocation, version: int | None =
     return table_properties(spark, loc)
 
 
-def feature_names(spark: SparkSession, loc: TableLocation, version: int | None = None) -> list[str]:
+def feature_names(
+    spark: SparkSession, loc: TableLocation, version: int | None = None, props: dict[str, str] | None = None
+) -> list[str]:
     """The ``cookie.feature_names`` property of the table (of ``version``, default the newest): the feature
-    columns in order, written in the same commit as the data."""
-    props = properties_at(spark, loc, version)
+    columns in order, written in the same commit as the data. ``props``: that version's properties
+    (:func:`properties_at`) when the caller has read them already."""
+    if props is None:
+        props = properties_at(spark, loc, version)
     old_catalog_version = version is not None and not loc.path and version != table_version(spark, loc)
     if C.FEATURE_NAMES_PROPERTY in props and old_catalog_version:
         # catalog table at an older version: its columns in order are the names (same commit as the data)

@@ -107,12 +107,12 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
         props = tables.table_properties(spark, loc)
         # the version of the newest complete feature run, not a newer one a killed run left behind
         version = snap.get(loc.name, tables.table_version(spark, loc))
+        at = tables.properties_at(spark, loc, version)
         try:
-            names_ = tables.feature_names(spark, loc, version)
+            names_ = tables.feature_names(spark, loc, version, props=at)
         except KeyError as exc:
             raise InputError(f"view {view.name}: {exc.args[0]}; {features_hint(cfg)}") from exc
-        built = tables.properties_at(spark, loc, version).get(C.VIEW_CONFIG_PROPERTY)
-        check_view_spec(view, built, names_, loc.name, cfg)
+        check_view_spec(view, at.get(C.VIEW_CONFIG_PROPERTY), names_, loc.name, cfg)
         if loc.full_name:
             detail = spark.sql(f"DESCRIBE DETAIL {loc.sql}").first()
             assert detail is not None  # DESCRIBE DETAIL returns one row
