@@ -40,9 +40,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cookie.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -194,12 +197,29 @@ def features_missing(cfg: Any) -> bool:
     return False
 
 
+def method_configs(config: str, methods: list[str], sets: list[str]) -> dict[str, Config]:
+    """The config each method trains (``sets``, then ``model.method``), all loaded before any run starts.
+
+    A ``--set`` that fits only some methods (``model.epochs_intra=0`` for GFactorCL or pair_only) is checked
+    against the methods it is given with, not against the file's own method; one that a method refuses
+    fails here, naming it, before anything is trained.
+    """
+    from cookie.config import load_config
+    from cookie.exceptions import ConfigError
+
+    out = {}
+    for method in methods:
+        try:
+            out[method] = load_config(REPO / config, base_dir=str(REPO), overrides=[*sets, f"model.method={method}"])
+        except ConfigError as exc:
+            raise ConfigError(f"--methods {method}: {exc}") from exc
+    return out
+
+
 def bench_config(
     config: str, methods: list[str], seeds: list[int], sets: list[str], args: argparse.Namespace, out: Path
 ) -> list[Row]:
-    from cookie.config import load_config
-
-    cfg = load_config(REPO / config, base_dir=str(REPO), overrides=sets)
+    cfg = method_configs(config, methods, sets)[methods[0]]
     done = finished_rows(out / "quality.jsonl", config, sets) if args.resume else {}
     runs = [(m, s) for m in methods for s in ([seeds[0]] if m in SEEDLESS else seeds)]
     keys = {(m, s): (m, None if m in SEEDLESS else s) for m, s in runs}  # how finished_rows names a run
@@ -402,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configs = list(args.configs or [])
     if not configs:
-        defaults = DEFAULT_CONFIGS
+        defaults: tuple[str, ...] = DEFAULT_CONFIGS
         if not shared_data_dir(REPO).is_dir():
             defaults = PACKAGED_CONFIGS
             print(
