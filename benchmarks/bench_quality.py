@@ -202,7 +202,7 @@ def method_configs(config: str, methods: list[str], sets: list[str]) -> dict[str
 
     A ``--set`` that fits only some methods (``model.epochs_intra=0`` for GFactorCL or pair_only) is checked
     against the methods it is given with, not against the file's own method; one that a method refuses
-    fails here, naming it, before anything is trained.
+    ends the benchmark here with a message naming the method (like its other errors), before anything trains.
     """
     from cookie.config import load_config
     from cookie.exceptions import ConfigError
@@ -212,7 +212,7 @@ def method_configs(config: str, methods: list[str], sets: list[str]) -> dict[str
         try:
             out[method] = load_config(REPO / config, base_dir=str(REPO), overrides=[*sets, f"model.method={method}"])
         except ConfigError as exc:
-            raise ConfigError(f"--methods {method}: {exc}") from exc
+            raise SystemExit(f"--methods {method}: {exc}") from exc
     return out
 
 
