@@ -104,7 +104,6 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
             continue
         loc = tables.locate(cfg, C.VIEW_PREFIX + view.name)
         require_table(spark, cfg, loc)
-        props = tables.table_properties(spark, loc)
         # the version of the newest complete feature run, not a newer one a killed run left behind
         version = snap.get(loc.name, tables.table_version(spark, loc))
         at = tables.properties_at(spark, loc, version)
@@ -125,7 +124,7 @@ def view_tables(spark: SparkSession, cfg: Config, names: Sequence[str] | None = 
                 str(path),
                 int(version),
                 list(names_),
-                props.get("cookie.view_kind", view.kind),
+                at.get("cookie.view_kind", view.kind),
                 view.transform,
                 view.flow_values,
             )
