@@ -162,6 +162,7 @@ def run_protocol(
         opts.setdefault("n_jobs", 2)
         return P.rf_split(X, y, **opts)
     if protocol == "landuse_mlp":
+        opts.setdefault("n_jobs", 2)
         return P.landuse_mlp(X, y, **opts)
     if protocol == "dominant_class":
         return P.dominant_class(X, y, **opts)

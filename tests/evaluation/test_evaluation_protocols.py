@@ -167,6 +167,20 @@ def test_landuse_mlp_is_deterministic_and_learns(share_data):
     assert tested.sum(axis=1).tolist() == [60, 60, 60, 60]
 
 
+def test_landuse_mlp_seeds_in_worker_processes_give_the_same_figures(share_data):
+    """n_jobs only changes speed: every run, its chosen epoch and every test prediction are the same to the bit."""
+    pytest.importorskip("torch")
+    X, Y = share_data
+    parts = {"first": np.arange(4), "all": np.arange(8)}
+    kw = {**LU_KW, "seeds": [1, 2, 3]}
+    for extra in ({}, {"parts": parts}):
+        one = P.landuse_mlp(X, Y, **kw, **extra)
+        two = P.landuse_mlp(X, Y, **kw, **extra, n_jobs=2)
+        assert two.runs == one.runs and two.mean == one.mean and two.params == one.params
+        np.testing.assert_array_equal(two.extra["predictions_per_run"], one.extra["predictions_per_run"])
+        np.testing.assert_array_equal(two.predictions, one.predictions)
+
+
 def test_landuse_mlp_never_selects_on_test(share_data):
     pytest.importorskip("torch")
     X, Y = share_data
