@@ -71,6 +71,7 @@ __all__ = [
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 def _one_blas_thread(fn: _F) -> _F:
@@ -732,23 +733,26 @@ def _landuse_seed_runs(
     return runs, per_run_pred
 
 
+def _per_seed(job: Callable[[int], _T], seeds: list[int], n_jobs: int | None) -> list[_T]:
+    """``job(s)`` for every seed, in seed order: in this process, or with ``n_jobs`` > 1 (-1: one per seed) in
+    that many worker processes. A job is one seed's whole single-threaded computation, so where it runs changes
+    its speed, not its figures."""
+    if n_jobs is None or n_jobs == 1 or len(seeds) < 2:
+        return [job(s) for s in seeds]
+    from joblib import Parallel, delayed
+
+    workers = len(seeds) if n_jobs < 0 else min(n_jobs, len(seeds))
+    out: list[_T] = Parallel(n_jobs=workers, backend="loky", max_nbytes=None)(delayed(job)(s) for s in seeds)
+    return out
+
+
 def _landuse_runs(
     Xa: np.ndarray, Ya: np.ndarray, seeds: list[int], fit: _LanduseFit, n_jobs: int | None
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """The training loops of :func:`landuse_mlp`: one run per (seed, epoch budget), in seed order.
-
-    With ``n_jobs`` > 1 the seeds run in that many worker processes (CPU only). Each seed's loop is the same
-    single-threaded computation either way, so the figures do not change.
-    """
-    if n_jobs is not None and n_jobs != 1 and len(seeds) > 1 and fit.device == "cpu":
-        from joblib import Parallel, delayed
-
-        workers = len(seeds) if n_jobs < 0 else min(n_jobs, len(seeds))
-        per_seed = Parallel(n_jobs=workers, backend="loky", max_nbytes=None)(
-            delayed(_landuse_seed)(Xa, Ya, s, fit) for s in seeds
-        )
-    else:
-        per_seed = [_landuse_seed(Xa, Ya, s, fit) for s in seeds]
+    """The training loops of :func:`landuse_mlp`: one run per (seed, epoch budget), in seed order; the seeds in
+    ``n_jobs`` worker processes on the CPU (see :func:`_per_seed`)."""
+    job = functools.partial(_landuse_seed, Xa, Ya, fit=fit)
+    per_seed = _per_seed(job, seeds, n_jobs if fit.device == "cpu" else None)
     runs = [run for seed_runs, _ in per_seed for run in seed_runs]
     preds = [pred for _, seed_preds in per_seed for pred in seed_preds]
     return runs, preds
@@ -882,6 +886,32 @@ def landuse_mlp(
 # --------------------------------------------------------------------------------------------------
 # dominant land-use class (ours)
 # --------------------------------------------------------------------------------------------------
+def _logreg(C: float, max_iter: int, standardize: bool) -> Any:
+    lr = LogisticRegression(C=C, max_iter=max_iter)
+    return make_pipeline(StandardScaler(), lr) if standardize else lr
+
+
+def _dominant_seed(
+    Xk: np.ndarray,
+    yk: np.ndarray,
+    s: int,
+    n_splits: int,
+    C: float,
+    max_iter: int,
+    standardize: bool,
+    parts: Mapping[str, np.ndarray] | None,
+) -> tuple[np.ndarray, list[str]]:
+    """Seed ``s`` of :func:`dominant_class`: its out-of-fold classes and the part chosen on each fold."""
+    make = functools.partial(_logreg, C, max_iter, standardize)
+    choices: list[str] = []
+    pred_k = np.full(len(yk), -1, dtype=int)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xk, yk):
+            m = _fit(_choosing(make, parts, 1, s)(), Xk[tr], yk[tr], None, choices)
+            pred_k[te] = m.predict(Xk[te])
+    return pred_k, choices
+
+
 @_one_blas_thread
 def dominant_class(
     X: ArrayLike,
@@ -892,6 +922,7 @@ def dominant_class(
     max_iter: int = 2000,
     standardize: bool = True,
     drop_empty: bool = True,
+    n_jobs: int | None = None,
     parts: Mapping[str, np.ndarray] | None = None,
 ) -> ProtocolResult:
     """Dominant-class classification: ``argmax`` of the class shares, predicted by a logistic regression.
@@ -904,7 +935,8 @@ def dominant_class(
     Rows whose shares are all zero (no land use) have no dominant class and are dropped when
     ``drop_empty`` (their prediction is -1). ``predictions`` are the first seed's out-of-fold classes;
     ``extra["predictions_per_seed"]`` has every seed's, ``extra["y"]`` the true classes. With ``parts``,
-    the part is chosen per fold on one stratified 20 % hold-out of the training rows.
+    the part is chosen per fold on one stratified 20 % hold-out of the training rows. ``n_jobs`` > 1 runs the
+    seeds in that many worker processes, with the same figures.
     """
     Xa = _as_X(X)
     S = np.asarray(Y_shares, dtype=float)
@@ -922,17 +954,13 @@ def dominant_class(
         raise ValueError(f"the rarest class has {min_count} rows, fewer than n_splits={n_splits}")
     seeds = list(seeds)
 
-    def make() -> Any:
-        lr = LogisticRegression(C=C, max_iter=max_iter)
-        return make_pipeline(StandardScaler(), lr) if standardize else lr
-
+    job = functools.partial(
+        _dominant_seed, Xk, yk, n_splits=n_splits, C=C, max_iter=max_iter, standardize=standardize, parts=parts
+    )
     runs, preds = [], []
     choices: list[str] = []
-    for s in seeds:
-        pred_k = np.full(len(yk), -1, dtype=int)
-        for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xk, yk):
-            m = _fit(_choosing(make, parts, 1, s)(), Xk[tr], yk[tr], None, choices)
-            pred_k[te] = m.predict(Xk[te])
+    for s, (pred_k, seed_choices) in zip(seeds, _per_seed(job, seeds, n_jobs)):
+        choices += seed_choices
         full = np.full(len(y), -1, dtype=int)
         full[keep] = pred_k
         preds.append(full)

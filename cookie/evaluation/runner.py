@@ -165,6 +165,7 @@ def run_protocol(
         opts.setdefault("n_jobs", 2)
         return P.landuse_mlp(X, y, **opts)
     if protocol == "dominant_class":
+        opts.setdefault("n_jobs", 2)
         return P.dominant_class(X, y, **opts)
     if protocol == "kmeans":
         return P.kmeans_clustering(X, np.asarray(y).astype(int), **opts)

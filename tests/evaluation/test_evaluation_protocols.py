@@ -206,6 +206,17 @@ def test_landuse_mlp_fresh_models(share_data):
     assert cont.runs[1]["KL"] != cont.runs[0]["KL"]  # second budget continues training
 
 
+def test_dominant_class_seeds_in_worker_processes_give_the_same_figures(share_data):
+    X, Y = share_data
+    parts = {"first": np.arange(4), "all": np.arange(8)}
+    for extra in ({}, {"parts": parts}):
+        one = P.dominant_class(X, Y, seeds=[1, 2, 3], **extra)
+        two = P.dominant_class(X, Y, seeds=[1, 2, 3], **extra, n_jobs=2)
+        assert two.runs == one.runs and two.mean == one.mean and two.params == one.params
+        np.testing.assert_array_equal(two.extra["predictions_per_seed"], one.extra["predictions_per_seed"])
+    assert sum(one.params["part_votes"].values()) == 15  # 3 seeds x 5 folds, gathered from the workers
+
+
 def test_dominant_class(share_data):
     X, Y = share_data
     Y = Y.copy()
