@@ -653,15 +653,14 @@ def _landuse_seed(
     Xa: np.ndarray, Ya: np.ndarray, s: int, fit: _LanduseFit
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """The runs of seed ``s`` (one per epoch budget) and their test predictions, with ``fit.num_threads`` torch
-    threads and one BLAS thread; a worker process runs it as it is."""
+    threads; a worker process runs it as it is."""
     import torch
 
     prev_threads = torch.get_num_threads()
     if fit.num_threads is not None:
         torch.set_num_threads(fit.num_threads)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            return _landuse_seed_runs(torch, Xa, Ya, s, fit)
+        return _landuse_seed_runs(torch, Xa, Ya, s, fit)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -735,14 +734,16 @@ def _landuse_seed_runs(
 
 def _per_seed(job: Callable[[int], _T], seeds: list[int], n_jobs: int | None) -> list[_T]:
     """``job(s)`` for every seed, in seed order: in this process, or with ``n_jobs`` > 1 (-1: one per seed) in
-    that many worker processes. A job is one seed's whole single-threaded computation, so where it runs changes
-    its speed, not its figures."""
+    that many worker processes, each with one BLAS thread as the protocols have here (:func:`_one_blas_thread`).
+    A job is one seed's whole single-threaded computation, so where it runs changes its speed, not its figures."""
     if n_jobs is None or n_jobs == 1 or len(seeds) < 2:
         return [job(s) for s in seeds]
     from joblib import Parallel, delayed
 
     workers = len(seeds) if n_jobs < 0 else min(n_jobs, len(seeds))
-    out: list[_T] = Parallel(n_jobs=workers, backend="loky", max_nbytes=None)(delayed(job)(s) for s in seeds)
+    out: list[_T] = Parallel(n_jobs=workers, backend="loky", max_nbytes=None)(
+        delayed(_one_blas_thread(job))(s) for s in seeds
+    )
     return out
 
 
@@ -905,10 +906,9 @@ def _dominant_seed(
     make = functools.partial(_logreg, C, max_iter, standardize)
     choices: list[str] = []
     pred_k = np.full(len(yk), -1, dtype=int)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xk, yk):
-            m = _fit(_choosing(make, parts, 1, s)(), Xk[tr], yk[tr], None, choices)
-            pred_k[te] = m.predict(Xk[te])
+    for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=s).split(Xk, yk):
+        m = _fit(_choosing(make, parts, 1, s)(), Xk[tr], yk[tr], None, choices)
+        pred_k[te] = m.predict(Xk[te])
     return pred_k, choices
 
 
